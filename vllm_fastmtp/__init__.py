@@ -1,0 +1,8 @@
+"""vLLM plugin: `method: "fastmtp"` speculative decoding with a recursively applied MTP head."""
+
+
+def register() -> None:
+    """Entry point of the `vllm.general_plugins` group; vLLM calls it once in every process."""
+    from vllm_fastmtp.vllm_compat import install
+
+    install()
