@@ -1,0 +1,418 @@
+"""The MiMo/FastMTP head in PyTorch, written once and used by training, evaluation and export.
+
+The math mirrors vLLM's ``MiMoMultiTokenPredictorLayer`` (vllm/model_executor/models/mimo_mtp.py)::
+
+    e   = embed(token);  e = where(position == 0, 0, e)          # vLLM zeroes the embedding at position 0
+    x   = input_proj(cat([hidden_layernorm(h_prev), token_layernorm(e)], -1))   # hidden FIRST
+    x   = Qwen2 decoder layer(x)    # pre-norm attention + MLP with residuals, causal, RoPE on position ids
+    out = final_layernorm(x)        # -> shared lm_head for logits, and next step's h_prev
+
+The decoder layer is transformers' own ``Qwen2DecoderLayer`` (this class subclasses it), so the module's
+state-dict keys map 1:1 onto the checkpoint keys ``model.mtp_layers.0.<name>``.
+
+Positions (verified in vllm/v1/spec_decode/llm_base_proposer.py, ``propose`` / ``set_inputs_first_pass`` and
+``_update_positions_dependent_metadata`` -> ``eagle_step_slot_mapping_metadata_kernel``): draft step 1 runs over
+the context at the TARGET positions with the input ids shifted left by one (position i carries token t_{i+1},
+the last slot carries the sampled token); every later step is one query per request at ``position + 1``
+(clamped to 0 past max_model_len). So a chain anchored at context position i runs step k at position
+``i + k - 1`` and attends the head's KV cache: step-1 entries for positions <= i, then the chain's own steps
+2..k at positions i+1..i+k-1. Training uses the same positions (step k of the whole sequence shifted by k-1,
+which RoPE makes equivalent to position i for the attention scores; it only matters for the position-0
+embedding mask, which therefore hits step 1 at i=0 only).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers.models.qwen2.modeling_qwen2 import (
+    Qwen2DecoderLayer,
+    Qwen2RMSNorm,
+    Qwen2RotaryEmbedding,
+    apply_rotary_pos_emb,
+    repeat_kv,
+)
+
+from vllm_fastmtp.conventions import HIDDEN_STATE_CHOICES, POST_NORM, PRE_NORM
+
+CHECKPOINT_PREFIX = "model.mtp_layers.0."
+
+
+class MissingMTPHeadError(RuntimeError):
+    """The checkpoint has no ``model.mtp_layers.0.*`` tensors."""
+
+
+def head_config(config):
+    """A copy of the main model's config for the head (one layer, explicit attention implementation)."""
+    cfg = copy.deepcopy(config)
+    cfg.num_hidden_layers = 1
+    if getattr(cfg, "layer_types", None):
+        cfg.layer_types = ["full_attention"]
+    cfg.use_sliding_window = False
+    cfg._attn_implementation = "sdpa"
+    return cfg
+
+
+class MTPHead(Qwen2DecoderLayer):
+    """One MiMo MTP layer. State-dict keys == checkpoint keys minus ``model.mtp_layers.0.``."""
+
+    def __init__(self, config):
+        cfg = head_config(config)
+        super().__init__(cfg, layer_idx=0)
+        h, eps = cfg.hidden_size, cfg.rms_norm_eps
+        self.token_layernorm = Qwen2RMSNorm(h, eps=eps)
+        self.hidden_layernorm = Qwen2RMSNorm(h, eps=eps)
+        self.input_proj = nn.Linear(2 * h, h, bias=False)
+        self.final_layernorm = Qwen2RMSNorm(h, eps=eps)
+        self.rotary_emb = Qwen2RotaryEmbedding(cfg)  # non-persistent buffers only: not in the state dict
+        self.head_cfg = cfg
+
+    # ---------------------------------------------------------------- the step, in pieces
+    def step_input(self, h_prev: torch.Tensor, token_embeds: torch.Tensor, position_ids: torch.Tensor):
+        """input_proj(cat([hidden_layernorm(h_prev), token_layernorm(e)])) with e zeroed at position 0."""
+        e = torch.where((position_ids == 0).unsqueeze(-1), torch.zeros_like(token_embeds), token_embeds)
+        x = torch.cat([self.hidden_layernorm(h_prev), self.token_layernorm(e)], dim=-1)
+        return self.input_proj(x)
+
+    def forward(  # noqa: D401 - one MTP step over a (batch of) sequence(s), causal within it
+        self,
+        h_prev: torch.Tensor,
+        token_embeds: torch.Tensor,
+        position_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values=None,
+    ) -> torch.Tensor:
+        """One step: [B, L, H] hidden + [B, L, H] token embeddings at position_ids [B, L] -> [B, L, H] (post final norm).
+
+        ``attention_mask`` is a 4D additive mask or None (None: causal when L > 1, full over the cache when L == 1).
+        """
+        x = self.step_input(h_prev, token_embeds, position_ids)
+        pos_emb = self.rotary_emb(x, position_ids)
+        if attention_mask is None and x.shape[1] > 1:
+            past = past_key_values.get_seq_length() if past_key_values is not None else 0
+            attention_mask = causal_mask(x.shape[1], past, x.dtype, x.device)
+        x = super().forward(
+            x,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=past_key_values is not None,
+            position_embeddings=pos_emb,
+        )
+        return self.final_layernorm(x)
+
+    # ---------------------------------------------------------------- checkpoint mapping
+    def load_checkpoint_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        own = {k[len(CHECKPOINT_PREFIX):]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_PREFIX)}
+        if not own:
+            raise MissingMTPHeadError(f"no '{CHECKPOINT_PREFIX}*' tensors found")
+        expected = set(self.state_dict())
+        missing, unexpected = expected - set(own), set(own) - expected
+        if missing or unexpected:
+            raise MissingMTPHeadError(
+                f"MTP head tensors do not match the model config: missing {sorted(missing)}, "
+                f"unexpected {sorted(unexpected)}"
+            )
+        with torch.no_grad():
+            sd = self.state_dict()
+            for k, v in own.items():
+                if tuple(v.shape) != tuple(sd[k].shape):
+                    raise MissingMTPHeadError(f"{CHECKPOINT_PREFIX}{k}: shape {tuple(v.shape)} != {tuple(sd[k].shape)}")
+                sd[k].copy_(v.to(sd[k].dtype))
+
+    def checkpoint_tensors(self, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        return {
+            CHECKPOINT_PREFIX + k: (v.detach().to(dtype) if dtype is not None else v.detach()).cpu().contiguous()
+            for k, v in self.state_dict().items()
+        }
+
+
+def causal_mask(q_len: int, past: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """[1, 1, q_len, past + q_len] additive mask: query j sees keys <= past + j."""
+    k_len = past + q_len
+    q_idx = torch.arange(q_len, device=device).unsqueeze(1) + past
+    k_idx = torch.arange(k_len, device=device).unsqueeze(0)
+    m = torch.zeros(q_len, k_len, dtype=dtype, device=device)
+    m.masked_fill_(k_idx > q_idx, torch.finfo(dtype).min)
+    return m[None, None]
+
+
+# ==================================================================== main model side
+def main_hidden_states(main_model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, hidden_state: str):
+    """Run the main model's body; return (hidden for the head per convention, post-norm hidden for logits)."""
+    if hidden_state not in HIDDEN_STATE_CHOICES:
+        raise ValueError(f"hidden_state must be one of {HIDDEN_STATE_CHOICES}, got {hidden_state!r}")
+    captured = {}
+
+    def hook(_mod, args, _out):
+        captured["pre"] = args[0]
+
+    handle = main_model.model.norm.register_forward_hook(hook)
+    try:
+        out = main_model.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    finally:
+        handle.remove()
+    post = out.last_hidden_state
+    return (post if hidden_state == POST_NORM else captured["pre"]), post
+
+
+def main_logits(main_model, post_hidden: torch.Tensor) -> torch.Tensor:
+    return main_model.lm_head(post_hidden)
+
+
+# ==================================================================== training (teacher forcing)
+def step_weights(num_steps: int, beta: float) -> list[float]:
+    """alpha_k proportional to beta^(k-1), normalised to sum 1 (K=3, beta=0.6 -> 0.51/0.306/0.184)."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps (K) must be >= 1, got {num_steps}")
+    w = [beta**k for k in range(num_steps)]
+    s = sum(w)
+    return [x / s for x in w]
+
+
+def teacher_forced_steps(
+    main_model,
+    head: MTPHead,
+    input_ids: torch.Tensor,
+    hidden: torch.Tensor,
+    num_steps: int,
+) -> Iterable[tuple[int, torch.Tensor]]:
+    """Yield (k, out_k) for k = 1..K; out_k[:, i] is the step-k output of the chain anchored at position i.
+
+    Step k at position i: h_prev = H_i (k = 1) or out_{k-1}[:, i]; token = t_{i+k}; predicts t_{i+k+1};
+    RoPE position i + k - 1 (as served); plain causal attention over the step's own sequence (FastMTP training).
+    out_k has length n - k (positions whose input token exists); the target exists for i <= n - k - 2.
+    """
+    n = input_ids.shape[1]
+    embed = main_model.get_input_embeddings()
+    h_prev = hidden
+    for k in range(1, num_steps + 1):
+        length = n - k
+        if length <= 0:
+            return
+        tokens = input_ids[:, k : k + length]
+        pos = (torch.arange(length, device=input_ids.device) + (k - 1)).unsqueeze(0).expand(input_ids.shape[0], -1)
+        with torch.no_grad():
+            e = embed(tokens)
+        out = head(h_prev[:, :length], e.to(h_prev.dtype) if e.dtype != h_prev.dtype else e, pos)
+        yield k, out
+        h_prev = out
+
+
+def mtp_loss(
+    main_model,
+    head: MTPHead,
+    input_ids: torch.Tensor,
+    loss_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    *,
+    num_steps: int,
+    beta: float,
+    hidden_state: str,
+    distill_weight: float = 0.0,
+    distill_loss: str = "kl",
+    distill_top_n: int = 20,
+):
+    """Sum_k alpha_k * L_k, L_k = (1-w) CE_k + w D_k over target tokens with loss_mask (assistant tokens).
+
+    D_k is the self-distillation loss to the main model's next-token distribution at the target position,
+    restricted to its top-N tokens (renormalised): 'kl' = KL(p_main || p_head), 'soft_ce' = -sum p_main log p_head
+    (same gradient). Returns (loss, per-step CE list as floats-tensors).
+    """
+    alphas = step_weights(num_steps, beta)
+    with torch.no_grad():
+        hidden, post = main_hidden_states(main_model, input_ids, attention_mask, hidden_state)
+    if attention_mask is not None:
+        loss_mask = loss_mask & attention_mask.bool()
+    lm_head = main_model.lm_head
+    total = hidden.new_zeros((), dtype=torch.float32)
+    per_step = []
+    for k, out in teacher_forced_steps(main_model, head, input_ids, hidden, num_steps):
+        length = input_ids.shape[1] - k - 1  # anchors with a target
+        if length <= 0:
+            break
+        sel = loss_mask[:, k + 1 : k + 1 + length]
+        targets = input_ids[:, k + 1 : k + 1 + length][sel]
+        if targets.numel() == 0:
+            per_step.append(total.detach() * 0)
+            total = total + out.sum() * 0.0  # keep every parameter in the graph (DDP)
+            continue
+        logits = lm_head(out[:, :length][sel]).float()
+        logp = F.log_softmax(logits, dim=-1)
+        ce = F.nll_loss(logp, targets)
+        step_loss = ce
+        if distill_weight > 0:
+            with torch.no_grad():
+                t_logits = lm_head(post[:, k : k + length][sel]).float()
+                top_v, top_i = t_logits.topk(min(distill_top_n, t_logits.shape[-1]), dim=-1)
+                p = F.softmax(top_v, dim=-1)
+            soft_ce = -(p * logp.gather(-1, top_i)).sum(-1).mean()
+            if distill_loss == "kl":
+                d = soft_ce + (p * torch.log(p.clamp_min(1e-30))).sum(-1).mean()
+            elif distill_loss == "soft_ce":
+                d = soft_ce
+            else:
+                raise ValueError(f"distill_loss must be 'kl' or 'soft_ce', got {distill_loss!r}")
+            step_loss = (1.0 - distill_weight) * ce + distill_weight * d
+        total = total + alphas[k - 1] * step_loss
+        per_step.append(ce.detach())
+    return total, per_step
+
+
+# ==================================================================== inference, exactly as vLLM serves
+@torch.no_grad()
+def draft_chain(main_model, head: MTPHead, input_ids: list[int], num_steps: int, hidden_state: str) -> list[int]:
+    """Greedy [t_n, d_1, ..., d_K] for context ``input_ids`` (t_0..t_{n-1}), the way vLLM's proposer runs the head.
+
+    The main model runs on the context and t_n is its greedy next token. Step 1 runs over ALL context
+    positions 0..n-1 with inputs (H_i, t_{i+1}) (t_n at the last one), filling the head's KV cache; d_1 is the
+    greedy token at the last position. Step k >= 2 is one query at position n + k - 2 with token d_{k-1} and
+    h_prev = the step-(k-1) output, attending the cached step-1 entries plus the chain's own earlier steps.
+    """
+    return _chain(main_model, head, input_ids, num_steps, hidden_state)
+
+
+def _chain(main_model, head, input_ids, num_steps, hidden_state, forced: list[int] | None = None) -> list[int]:
+    """draft_chain; with ``forced`` = [t_n, x_1, ...], the sampled token and the step inputs are taken from it
+    instead of the greedy tokens (teacher forcing; used to check batched_draft_chains)."""
+    from transformers import DynamicCache
+
+    if num_steps < 0:
+        raise ValueError("num_steps must be >= 0")
+    dev = next(head.parameters()).device
+    ids = torch.tensor([list(input_ids)], dtype=torch.long, device=dev)
+    n = ids.shape[1]
+    hidden, post = main_hidden_states(main_model, ids, None, hidden_state)
+    t_n = int(main_model.lm_head(post[:, -1]).argmax(-1))
+    result = [t_n]
+    if forced is not None:
+        t_n = forced[0]
+    if num_steps == 0:
+        return result
+    embed = main_model.get_input_embeddings()
+    dtype = next(head.parameters()).dtype
+    cache = DynamicCache()
+    step1_tokens = torch.cat([ids[:, 1:], torch.tensor([[t_n]], device=dev)], dim=1)
+    pos = torch.arange(n, device=dev).unsqueeze(0)
+    out = head(hidden.to(dtype), embed(step1_tokens).to(dtype), pos, past_key_values=cache)
+    h_last = out[:, -1:]
+    d = int(main_model.lm_head(h_last.to(main_model.lm_head.weight.dtype)).argmax(-1))
+    result.append(d)
+    for k in range(2, num_steps + 1):
+        pos = torch.tensor([[n + k - 2]], device=dev)
+        tok = torch.tensor([[d if forced is None else forced[k - 1]]], device=dev)
+        h_last = head(h_last, embed(tok).to(dtype), pos, past_key_values=cache)
+        d = int(main_model.lm_head(h_last.to(main_model.lm_head.weight.dtype)).argmax(-1))
+        result.append(d)
+    return result
+
+
+def _attn_qkv(head: MTPHead, x: torch.Tensor, position_ids: torch.Tensor):
+    """q, k, v ([B, heads, L, d]) of the head's attention for layer input x (pre input_layernorm), with RoPE."""
+    attn = head.self_attn
+    h = head.input_layernorm(x)
+    shape = (*h.shape[:-1], -1, attn.head_dim)
+    q = attn.q_proj(h).view(shape).transpose(1, 2)
+    k = attn.k_proj(h).view(shape).transpose(1, 2)
+    v = attn.v_proj(h).view(shape).transpose(1, 2)
+    cos, sin = head.rotary_emb(x, position_ids)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    return q, repeat_kv(k, attn.num_key_value_groups), repeat_kv(v, attn.num_key_value_groups)
+
+
+@torch.no_grad()
+def batched_draft_chains(
+    main_model,
+    head: MTPHead,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    num_steps: int,
+    hidden_state: str,
+):
+    """The chain of :func:`draft_chain` anchored at EVERY position of a batch, teacher-forced on the data.
+
+    Returns (drafts [B, n, K] with -1 where undefined, main greedy next tokens [B, n]). drafts[b, i, k-1] is the
+    step-k draft of the chain whose context is t_0..t_i and whose sampled token is t_{i+1}, with step-k input
+    token t_{i+k} (the data token; identical to the served chain whenever the earlier drafts were accepted).
+    Step k >= 2 attends step-1 K/V at positions <= i plus its own chain's steps 2..k, exactly like vLLM's cache.
+    Equal to draft_chain(prefix)[1:] when the data are the main model's own greedy continuation.
+    """
+    B, n = input_ids.shape
+    dev = input_ids.device
+    dtype = next(head.parameters()).dtype
+    hidden, post = main_hidden_states(main_model, input_ids, attention_mask, hidden_state)
+    greedy = main_model.lm_head(post).argmax(-1)
+    drafts = torch.full((B, n, num_steps), -1, dtype=torch.long, device=dev)
+    L = n - 1
+    if L <= 0 or num_steps < 1:
+        return drafts, greedy
+    embed = main_model.get_input_embeddings()
+    lm = main_model.lm_head
+    attn = head.self_attn
+    # step 1: plain causal pass; its K/V are the cache every later step reads
+    pos1 = torch.arange(L, device=dev).unsqueeze(0).expand(B, -1)
+    x1 = head.step_input(hidden[:, :L].to(dtype), embed(input_ids[:, 1:]).to(dtype), pos1)
+    q1, k1, v1 = _attn_qkv(head, x1, pos1)
+    scale = attn.scaling
+    neg = torch.finfo(torch.float32).min
+    causal = torch.ones(L, L, dtype=torch.bool, device=dev).tril()
+
+    def finish(x, attn_out):
+        # attn_out [B, heads, L, d] -> layer output -> final norm
+        a = attn_out.transpose(1, 2).reshape(*x.shape[:-1], -1)
+        y = x + attn.o_proj(a)
+        y = y + head.mlp(head.post_attention_layernorm(y))
+        return head.final_layernorm(y)
+
+    s = torch.matmul(q1.float(), k1.float().transpose(-1, -2)) * scale
+    s = s.masked_fill(~causal, neg)
+    out = finish(x1, torch.matmul(F.softmax(s, dim=-1).to(v1.dtype), v1))
+    drafts[:, :L, 0] = lm(out.to(lm.weight.dtype)).argmax(-1)
+    priv_k, priv_v = [], []  # chain-private K/V of steps 2..k, each [B, heads, L, d] (anchor-indexed)
+    h_prev = out
+    for k in range(2, num_steps + 1):
+        # anchors i with input token t_{i+k}: i <= n - 1 - k
+        Lk = n - k
+        if Lk <= 0:
+            break
+        pos = (torch.arange(Lk, device=dev) + (k - 1)).unsqueeze(0).expand(B, -1)
+        xk = head.step_input(h_prev[:, :Lk], embed(input_ids[:, k : k + Lk]).to(dtype), pos)
+        qk, kk, vk = _attn_qkv(head, xk, pos)
+        priv_k = [t[:, :, :Lk] for t in priv_k] + [kk]
+        priv_v = [t[:, :, :Lk] for t in priv_v] + [vk]
+        s_shared = torch.matmul(qk.float(), k1.float().transpose(-1, -2)) * scale  # [B, h, Lk, L]
+        s_shared = s_shared.masked_fill(~causal[:Lk], neg)  # anchor i sees step-1 entries j <= i
+        s_priv = torch.stack([(qk.float() * pk.float()).sum(-1) * scale for pk in priv_k], dim=-1)  # [B,h,Lk,k-1]
+        p = F.softmax(torch.cat([s_shared, s_priv], dim=-1), dim=-1)
+        p_sh, p_pr = p[..., :L].to(v1.dtype), p[..., L:].to(v1.dtype)
+        o = torch.matmul(p_sh, v1) + sum(p_pr[..., j : j + 1] * priv_v[j] for j in range(len(priv_v)))
+        out = finish(xk, o)
+        drafts[:, :Lk, k - 1] = lm(out.to(lm.weight.dtype)).argmax(-1)
+        h_prev = out
+    return drafts, greedy
+
+
+def acceptance_counts(
+    drafts: torch.Tensor, greedy: torch.Tensor, anchor_mask: torch.Tensor, num_steps: int
+) -> torch.Tensor:
+    """[K + 1] tensor: number of anchors, then how many had drafts 1..k ALL equal to the main greedy tokens.
+
+    Anchor i (context t_0..t_i) is counted where anchor_mask[b, i] and all K steps are defined (i <= n-1-K).
+    Draft k of anchor i is compared with greedy[b, i + k] (the main model's greedy next token after t_{i+k}).
+    """
+    B, n, K = drafts.shape
+    counts = torch.zeros(num_steps + 1, dtype=torch.long, device=drafts.device)
+    valid_len = n - num_steps
+    if valid_len <= 0:
+        return counts
+    m = anchor_mask[:, :valid_len].bool()
+    counts[0] = m.sum()
+    ok = torch.ones_like(m)
+    for k in range(1, num_steps + 1):
+        ok = ok & (drafts[:, :valid_len, k - 1] == greedy[:, k : k + valid_len])
+        counts[k] = (ok & m).sum()
+    return counts

@@ -1,0 +1,136 @@
+"""The FastMTP part of `--speculative-config`, validated before vLLM builds anything.
+
+vLLM's SpeculativeConfig rejects unknown keys, so the FastMTP-only keys are taken out here, checked, and carried to
+the workers on the draft model's hf_config (which is pickled to every process). Keeping this free of vLLM imports
+lets it be tested, and reused by the benchmarks, without an engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from vllm_fastmtp.conventions import HIDDEN_STATE_CHOICES
+
+METHOD = "fastmtp"
+DEFAULT_NUM_SPECULATIVE_TOKENS = 3
+MAX_NUM_SPECULATIVE_TOKENS = 7  # the paper sweeps K up to 7; speed peaks at 3
+HF_CONFIG_ATTR = "fastmtp_serving"  # attribute on the draft hf_config that carries the resolved options
+
+
+class FastMTPConfigError(ValueError):
+    """A `--speculative-config` for method "fastmtp" that cannot be served."""
+
+
+@dataclass
+class DraftVocabOptions:
+    """Per-language pruned draft vocabularies (FR-Spec style); verification stays full-vocabulary."""
+
+    maps: dict[str, str]  # language -> map path or shipped map name
+    default: str = "en"  # language of prompts the detector does not classify as Chinese
+    zh_threshold: float = 0.1  # share of CJK tokens in the prompt from which a request counts as Chinese
+
+    KEYS = ("maps", "default", "zh_threshold")
+
+    @classmethod
+    def parse(cls, raw: Any) -> "DraftVocabOptions | None":
+        if raw is None:
+            return None
+        if not isinstance(raw, Mapping):
+            raise FastMTPConfigError(
+                f"speculative_config.draft_vocab must be null or an object like "
+                f'{{"maps": {{"en": "qwen2-en-32k"}}, "default": "en"}}, got {type(raw).__name__}'
+            )
+        unknown = sorted(set(raw) - set(cls.KEYS))
+        if unknown:
+            raise FastMTPConfigError(
+                f"speculative_config.draft_vocab: unknown key(s) {unknown}; expected {list(cls.KEYS)}"
+            )
+        maps = raw.get("maps")
+        if not isinstance(maps, Mapping) or not maps:
+            raise FastMTPConfigError(
+                "speculative_config.draft_vocab.maps must be a non-empty object {language: map path or name}"
+            )
+        for lang, path in maps.items():
+            if not isinstance(lang, str) or not lang or not isinstance(path, str) or not path:
+                raise FastMTPConfigError(
+                    f"speculative_config.draft_vocab.maps: entry {lang!r}: {path!r} must map a language to a path"
+                )
+        default = raw.get("default", "en" if "en" in maps else next(iter(maps)))
+        if default not in maps:
+            raise FastMTPConfigError(
+                f"speculative_config.draft_vocab.default is {default!r} but maps only has {sorted(maps)}"
+            )
+        threshold = raw.get("zh_threshold", 0.1)
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0.0 < threshold <= 1.0:
+            raise FastMTPConfigError(
+                f"speculative_config.draft_vocab.zh_threshold must be a number in (0, 1], got {threshold!r}"
+            )
+        return cls(maps=dict(maps), default=default, zh_threshold=float(threshold))
+
+
+@dataclass
+class FastMTPOptions:
+    num_speculative_tokens: int = DEFAULT_NUM_SPECULATIVE_TOKENS
+    hidden_state: str | None = None  # None: as recorded in the checkpoint (conventions.py)
+    draft_vocab: DraftVocabOptions | None = None
+    extra: dict = field(default_factory=dict)
+
+    # FastMTP-only keys accepted inside --speculative-config next to vLLM's own.
+    KEYS = ("hidden_state", "draft_vocab")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FastMTPOptions":
+        dv = d.get("draft_vocab")
+        return cls(
+            num_speculative_tokens=d["num_speculative_tokens"],
+            hidden_state=d.get("hidden_state"),
+            draft_vocab=DraftVocabOptions(**dv) if dv else None,
+        )
+
+
+def split_speculative_config(raw: Mapping[str, Any], vllm_keys: set[str]) -> tuple[dict, FastMTPOptions]:
+    """Separate and validate the FastMTP keys of a fastmtp speculative config.
+
+    Returns (the dict vLLM's SpeculativeConfig receives, the FastMTP options). K defaults to 3 here, so that an
+    omitted `num_speculative_tokens` means the paper's K rather than vLLM's model-derived default.
+    """
+    raw = {k.replace("-", "_"): v for k, v in raw.items()}
+    unknown = sorted(set(raw) - set(vllm_keys) - set(FastMTPOptions.KEYS))
+    if unknown:
+        raise FastMTPConfigError(
+            f"speculative_config: unknown key(s) {unknown} for method 'fastmtp'. FastMTP keys: "
+            f"{list(FastMTPOptions.KEYS)}; plus vLLM's SpeculativeConfig fields (e.g. num_speculative_tokens)."
+        )
+    k = raw.get("num_speculative_tokens")
+    if k is None:
+        k = DEFAULT_NUM_SPECULATIVE_TOKENS
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_NUM_SPECULATIVE_TOKENS:
+        raise FastMTPConfigError(
+            f"speculative_config.num_speculative_tokens must be an integer in 1..{MAX_NUM_SPECULATIVE_TOKENS} "
+            f"for method 'fastmtp' (the head is run K times), got {k!r}"
+        )
+    if raw.get("model") not in (None, ""):
+        raise FastMTPConfigError(
+            "speculative_config.model must be omitted for method 'fastmtp': the draft is the target checkpoint's "
+            f"own MTP layer (got {raw['model']!r})"
+        )
+    hidden_state = raw.pop("hidden_state", None)
+    if hidden_state is not None and hidden_state not in HIDDEN_STATE_CHOICES:
+        raise FastMTPConfigError(
+            f"speculative_config.hidden_state must be one of {HIDDEN_STATE_CHOICES} or omitted "
+            f"(then the checkpoint's record decides), got {hidden_state!r}"
+        )
+    draft_vocab = DraftVocabOptions.parse(raw.pop("draft_vocab", None))
+    if draft_vocab is not None and raw.get("draft_sample_method", "greedy") != "greedy":
+        raise FastMTPConfigError(
+            "speculative_config.draft_vocab needs draft_sample_method 'greedy': a pruned draft has no "
+            "full-vocabulary probabilities for probabilistic rejection sampling"
+        )
+    raw["num_speculative_tokens"] = k
+    raw["method"] = METHOD
+    return raw, FastMTPOptions(num_speculative_tokens=k, hidden_state=hidden_state, draft_vocab=draft_vocab)

@@ -1,0 +1,35 @@
+"""In-process counters of what the drafter did: which vocabulary map each request drafted with.
+
+Readable from the same process (tests, in-process engines); also logged. Off the hot path: one dict update per
+request and one counter update per draft call.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+
+# request id -> language whose draft vocabulary the request uses (set once per request)
+REQUEST_LANGUAGE: dict[str, str] = {}
+# language -> number of draft rows (request x propose call) drafted with that map
+MAP_ROWS: collections.Counter = collections.Counter()
+# When VLLM_FASTMTP_RECORD_DRAFTS=1: (request id, [draft token ids]) per propose call, for parity tests.
+DRAFTS: list[tuple[str, list[int]]] = []
+_RECORD = os.environ.get("VLLM_FASTMTP_RECORD_DRAFTS", "0") == "1"
+_MAX_REQUESTS = 100_000
+
+
+def record_drafts(req_ids, drafts, langs) -> None:
+    if langs is not None:
+        MAP_ROWS.update(langs)
+    if len(REQUEST_LANGUAGE) > _MAX_REQUESTS:  # bound memory on long-running servers
+        REQUEST_LANGUAGE.clear()
+    if _RECORD:
+        rows = drafts.tolist()
+        DRAFTS.extend(zip(req_ids, rows))
+
+
+def reset() -> None:
+    REQUEST_LANGUAGE.clear()
+    MAP_ROWS.clear()
+    DRAFTS.clear()
