@@ -186,3 +186,18 @@ def test_recover_output_cuts_torn_tail_and_refuses_corruption(tmp_path):
     out.write_bytes(b'{"id": "a"}\n{"id": "b"\n{"id": "c"}\n')
     with pytest.raises(DistillError, match="o.jsonl:2: corrupted line"):
         recover_output(out)
+
+
+@pytest.mark.slow
+def test_data_parallel_replicas_share_the_work(stopping_model, tmp_path):
+    plain = tmp_path / "dp.jsonl"
+    plain.write_text("".join(json.dumps({"prompt": f"item {i}"}) + "\n" for i in range(6)))
+    out = tmp_path / "dp_out.jsonl"
+    cmd = distill_cmd(stopping_model, [str(plain)], out, "--chunk-size", "1", "--data-parallel-size", "2")
+    run = subprocess.run(cmd, cwd=REPO, env=engine_env(), capture_output=True, text=True, timeout=500)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 6
+    stats = json.loads((tmp_path / "dp_out.jsonl.stats.json").read_text())
+    per = stats["run"]["conversations_per_replica"]
+    assert set(per) <= {"0", "1"} and sum(per.values()) == 6

@@ -479,7 +479,7 @@ class DataParallelPool:
             p.start()
 
     def run(self, chunks: list[list[WorkItem]]):
-        """Yield record lists as replicas finish chunks (order not kept: the file is keyed by id)."""
+        """Yield (replica, records) as replicas finish chunks (order not kept: the file is keyed by id)."""
         import queue
 
         for c in chunks:
@@ -499,7 +499,7 @@ class DataParallelPool:
                 raise DistillError(f"data-parallel replica {rank} failed: {payload}")
             if kind == "records":
                 pending -= 1
-                yield payload
+                yield rank, payload
 
     def close(self) -> None:
         for p in self.procs:
@@ -602,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     record_base = {"model": meta["model"], "sampling": {**meta["sampling"], "seed": args.seed}}
     started = time.time()
     generated = completion_tokens = 0
+    per_replica: Counter = Counter()
     if todo:
         from tqdm import tqdm
 
@@ -628,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             pool = DataParallelPool(args.data_parallel_size, init)
             try:
-                for records in pool.run(chunks):
+                for rank, records in pool.run(chunks):
+                    per_replica[rank] += len(records)
                     consume(records)
             except DistillError as e:
                 print(f"error: {e}", file=sys.stderr)
@@ -644,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
             "conversations": len(work), "skipped_existing": skipped, "generated": generated,
             "completion_tokens": completion_tokens, "elapsed_s": round(elapsed, 3),
             "completion_tokens_per_s": round(completion_tokens / elapsed, 1) if generated else None,
+            **({"conversations_per_replica": {str(k): v for k, v in sorted(per_replica.items())}} if per_replica else {}),
         },
         "file": file_stats(out),
         "meta": {k: meta[k] for k in ("model", "sampling", "n", "seed", "inputs")},
