@@ -264,6 +264,8 @@ def _patch_engine_args(vllm_version: str) -> None:
             raw.setdefault("num_speculative_tokens", self.spec_tokens)
             self.spec_tokens = None
         vllm_dict, opts = split_speculative_config(raw, vllm_keys)
+        # Checked here as well as in __post_init__: pydantic would wrap the error raised there.
+        _check_target_has_mtp_layer(target_model_config)
         vllm_dict.update(target_model_config=target_model_config, target_parallel_config=target_parallel_config)
         self.speculative_config = vllm_dict
         # Hand the validated options to __post_init__ (SpeculativeConfig forbids extra constructor keys).
