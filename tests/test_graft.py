@@ -33,8 +33,8 @@ def _tiny_source(out: Path, model_type: str = "llama", tie: bool = False, seed: 
 
     torch.manual_seed(seed)
     kw = dict(
-        vocab_size=384, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=tie, rms_norm_eps=1e-6,
+        vocab_size=384, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=256, tie_word_embeddings=tie, rms_norm_eps=1e-6,
     )
     if model_type == "llama":
         model = LlamaForCausalLM(LlamaConfig(**kw))
@@ -156,7 +156,7 @@ def test_unsupported_architectures_are_named(tmp_path):
         graft_mtp_head(biased, tmp_path / "o2")
     odd = tmp_path / "odd_head_dim"
     odd.mkdir()
-    (odd / "config.json").write_text(json.dumps({**cfg, "head_dim": 32}))
+    (odd / "config.json").write_text(json.dumps({**cfg, "head_dim": 16}))
     with pytest.raises(UnsupportedArchitectureError, match="head_dim"):
         graft_mtp_head(odd, tmp_path / "o3")
     with pytest.raises(GraftError, match="does not exist"):
