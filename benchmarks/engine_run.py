@@ -1,0 +1,118 @@
+"""One engine configuration of a benchmark run, in its own process (a second vLLM engine in one process does
+not start cleanly). Reads a job JSON, writes a result JSON; ``benchmarks.run`` drives it.
+
+Batch 1: questions are sent one at a time, turns in order (turn n sees the model's own earlier answers).
+Per-category speculative-decoding counters are deltas of ``llm.get_metrics()`` taken around each category.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+DRAFTS = "vllm:spec_decode_num_drafts"
+DRAFT_TOKENS = "vllm:spec_decode_num_draft_tokens"
+ACCEPTED = "vllm:spec_decode_num_accepted_tokens"
+ACCEPTED_PER_POS = "vllm:spec_decode_num_accepted_tokens_per_pos"
+WARMUP_PROMPT = "Say hello."
+
+
+def snapshot(llm) -> dict:
+    """Counters summed over label sets (one per engine); the per-position vector summed element-wise."""
+    from vllm.v1.metrics.reader import Counter, Vector
+
+    snap: dict = {DRAFTS: 0, DRAFT_TOKENS: 0, ACCEPTED: 0, ACCEPTED_PER_POS: []}
+    for m in llm.get_metrics():
+        if isinstance(m, Counter) and m.name in (DRAFTS, DRAFT_TOKENS, ACCEPTED):
+            snap[m.name] += m.value
+        elif isinstance(m, Vector) and m.name == ACCEPTED_PER_POS:
+            cur = snap[ACCEPTED_PER_POS]
+            snap[ACCEPTED_PER_POS] = [a + b for a, b in zip(cur + [0] * (len(m.values) - len(cur)), m.values)]
+    return snap
+
+
+def delta(after: dict, before: dict) -> dict:
+    pos_a, pos_b = after[ACCEPTED_PER_POS], before[ACCEPTED_PER_POS]
+    pos_b = pos_b + [0] * (len(pos_a) - len(pos_b))
+    return {
+        "drafts": after[DRAFTS] - before[DRAFTS],
+        "draft_tokens": after[DRAFT_TOKENS] - before[DRAFT_TOKENS],
+        "accepted": after[ACCEPTED] - before[ACCEPTED],
+        "accepted_per_pos": [a - b for a, b in zip(pos_a, pos_b)],
+    }
+
+
+def run_job(job: dict) -> dict:
+    import torch
+    from vllm import LLM, SamplingParams
+
+    eager = job.get("enforce_eager")
+    if eager is None:  # compiled graphs are what one measures on a GPU; on CPU eager is exact and starts fast
+        eager = not torch.cuda.is_available()
+    kwargs = dict(
+        model=job["model"],
+        speculative_config=job["speculative_config"],
+        enforce_eager=eager,
+        disable_log_stats=False,
+        max_num_seqs=1,
+        seed=job.get("seed", 0),
+    )
+    if not torch.cuda.is_available():
+        kwargs["distributed_executor_backend"] = "uni"
+    kwargs.update(job.get("engine_args") or {})
+    t0 = time.perf_counter()
+    llm = LLM(**kwargs)
+    start_s = time.perf_counter() - t0
+    sp = SamplingParams(temperature=0.0, max_tokens=job["max_new_tokens"])
+    # Warm-up (excluded from timing and, via metric deltas, from acceptance): first-call costs are not speed.
+    warm = SamplingParams(temperature=0.0, max_tokens=min(job["max_new_tokens"], 32))
+    for _ in range(2):
+        llm.chat([{"role": "user", "content": WARMUP_PROMPT}], warm, use_tqdm=False)
+
+    categories = {}
+    for cat, questions in job["categories"].items():
+        before = snapshot(llm)
+        wall = 0.0
+        n_tokens = 0
+        request_s: list[float] = []
+        outputs: dict[str, list[list[int]]] = {}
+        for q in questions:
+            messages: list[dict] = []
+            outputs[q["question_id"]] = []
+            for turn in q["turns"]:
+                messages.append({"role": "user", "content": turn})
+                t = time.perf_counter()
+                out = llm.chat(messages, sp, use_tqdm=False)[0].outputs[0]
+                request_s.append(time.perf_counter() - t)
+                wall += request_s[-1]
+                n_tokens += len(out.token_ids)
+                outputs[q["question_id"]].append(list(out.token_ids))
+                messages.append({"role": "assistant", "content": out.text})
+        categories[cat] = {"wall_s": wall, "output_tokens": n_tokens, "requests": len(request_s),
+                           "request_wall_s": request_s,
+                           **delta(snapshot(llm), before), "outputs": outputs}
+    import vllm
+
+    return {"engine_start_s": start_s, "enforce_eager": eager, "vllm_version": vllm.__version__,
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "categories": categories}
+
+
+def main() -> int:
+    if len(sys.argv) != 3:
+        print("usage: python -m benchmarks.engine_run JOB.json RESULT.json", file=sys.stderr)
+        return 2
+    job = json.loads(Path(sys.argv[1]).read_text())
+    result = run_job(job)
+    tmp = Path(sys.argv[2]).with_suffix(".partial")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(sys.argv[2])
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    sys.exit(main())

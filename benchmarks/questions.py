@@ -1,0 +1,197 @@
+"""Spec-Bench question files (one ``{question_id, category, turns: [...]}`` object a line) and the check that no
+benchmark prompt leaked into training data (a head trained on the benchmark's prompts would inflate τ)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+QUESTIONS_DIR = Path(__file__).resolve().parent / "questions"
+# Bundled sets, in the order the headline run uses them.
+BUNDLED = ("mt_bench.jsonl", "humaneval.jsonl", "math.jsonl", "chinese.jsonl")
+
+
+class QuestionFormatError(ValueError):
+    """A question file cannot be used; the message names the file and line."""
+
+
+class BenchmarkOverlapError(ValueError):
+    """A benchmark prompt also appears in training data."""
+
+
+@dataclass(frozen=True)
+class Question:
+    question_id: str
+    category: str
+    turns: tuple[str, ...]
+    source: str  # file:line, for messages
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def read_questions(path: str | Path) -> list[Question]:
+    """All questions of one Spec-Bench file; every problem is reported as ``file:line: ...``."""
+    path = Path(path)
+    if not path.is_file():
+        raise QuestionFormatError(f"{path}: question file not found")
+    out: list[Question] = []
+    seen: set[str] = set()
+    with _open_text(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise QuestionFormatError(f"{where}: not valid JSON ({e})") from e
+            if not isinstance(obj, dict):
+                raise QuestionFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            for key in ("question_id", "category", "turns"):
+                if key not in obj:
+                    raise QuestionFormatError(f"{where}: field '{key}' is missing (Spec-Bench format: question_id, category, turns)")
+            turns = obj["turns"]
+            if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+                raise QuestionFormatError(f"{where}: field 'turns' must be a non-empty list of non-empty strings")
+            if not isinstance(obj["category"], str) or not obj["category"]:
+                raise QuestionFormatError(f"{where}: field 'category' must be a non-empty string")
+            qid = str(obj["question_id"])
+            if qid in seen:
+                raise QuestionFormatError(f"{where}: question_id {qid!r} appears twice in {path.name}")
+            seen.add(qid)
+            out.append(Question(qid, obj["category"], tuple(turns), where))
+    if not out:
+        raise QuestionFormatError(f"{path}: no questions")
+    return out
+
+
+def load_question_sets(
+    paths: Iterable[str | Path], per_category: int | None = None, group_by: str = "category"
+) -> "OrderedDict[str, list[Question]]":
+    """Questions grouped by category or by file stem (file order kept); at most ``per_category`` of each group."""
+    if group_by not in ("category", "file"):
+        raise QuestionFormatError(f"group_by is {group_by!r}; expected 'category' or 'file'")
+    groups: OrderedDict[str, list[Question]] = OrderedDict()
+    ids: dict[tuple[str, str], str] = {}
+    for p in paths:
+        for q in read_questions(p):
+            key = (q.category, q.question_id)
+            if key in ids:
+                raise QuestionFormatError(f"{q.source}: question {q.question_id!r} of category {q.category!r} already came from {ids[key]}")
+            ids[key] = q.source
+            group = groups.setdefault(q.category if group_by == "category" else Path(p).name.split(".")[0], [])
+            if per_category is None or len(group) < per_category:
+                group.append(q)
+    return groups
+
+
+def bundled_paths() -> list[Path]:
+    return [QUESTIONS_DIR / name for name in BUNDLED]
+
+
+# ------------------------------------------------------------------------------------------ overlap check
+
+_WS = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Case, Unicode form and whitespace do not make a prompt new."""
+    return _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
+
+
+def _strings(obj) -> Iterator[str]:
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
+
+
+def _training_texts(path: Path) -> Iterator[str]:
+    """Every string in a JSON-lines (or JSON array) training file, whatever its chat format."""
+    if not path.is_file():
+        raise QuestionFormatError(f"{path}: training prompt file not found")
+    with _open_text(path) as f:
+        head = f.read(1)
+        f.seek(0)
+        if head == "[":
+            try:
+                yield from _strings(json.load(f))
+            except json.JSONDecodeError as e:
+                raise QuestionFormatError(f"{path}: not valid JSON ({e})") from e
+            return
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield from _strings(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise QuestionFormatError(f"{path}:{n}: not valid JSON ({e})") from e
+
+
+def find_overlap(training_prompt_files: Iterable[str | Path], question_files: Iterable[str | Path], min_chars: int = 32):
+    """[(question source, training file)] for every benchmark turn found in training data.
+
+    A turn counts as found when its normalised text equals a training string, or (for turns of at least
+    ``min_chars`` characters, so that "Hi" does not match everything) occurs inside one.
+    """
+    turns: dict[str, str] = {}
+    for qf in question_files:
+        for q in read_questions(qf):
+            for i, t in enumerate(q.turns):
+                turns.setdefault(normalize(t), f"{q.source} turn {i + 1}")
+    long_turns = [t for t in turns if len(t) >= min_chars]
+    hits: list[tuple[str, str]] = []
+    found: set[str] = set()
+    for tf in training_prompt_files:
+        tf = Path(tf)
+        texts = [normalize(s) for s in _training_texts(tf)]
+        exact = set(texts) & turns.keys()
+        blob = "\x00".join(texts)
+        for t in turns:
+            if t in found:
+                continue
+            if t in exact or (t in long_turns and t in blob):
+                found.add(t)
+                hits.append((turns[t], str(tf)))
+    return hits
+
+
+def check_no_overlap(training_prompt_files: Iterable[str | Path], question_files: Iterable[str | Path]) -> None:
+    """Raise BenchmarkOverlapError naming every benchmark prompt that appears in the training prompts."""
+    hits = find_overlap(list(training_prompt_files), list(question_files))
+    if hits:
+        shown = "; ".join(f"{q} found in {t}" for q, t in hits[:10])
+        more = f" (and {len(hits) - 10} more)" if len(hits) > 10 else ""
+        raise BenchmarkOverlapError(f"{len(hits)} benchmark prompt(s) appear in training data: {shown}{more}")
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(description="Fail if a benchmark prompt appears in training prompt files.")
+    p.add_argument("training_files", nargs="+")
+    p.add_argument("--questions", nargs="+", default=[str(x) for x in bundled_paths()])
+    a = p.parse_args(argv)
+    try:
+        check_no_overlap(a.training_files, a.questions)
+    except (BenchmarkOverlapError, QuestionFormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"no overlap: {len(a.questions)} question file(s) vs {len(a.training_files)} training file(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
