@@ -201,3 +201,11 @@ def test_data_parallel_replicas_share_the_work(stopping_model, tmp_path):
     stats = json.loads((tmp_path / "dp_out.jsonl.stats.json").read_text())
     per = stats["run"]["conversations_per_replica"]
     assert set(per) <= {"0", "1"} and sum(per.values()) == 6
+
+
+def test_recover_output_drops_unparsable_last_complete_line(tmp_path):
+    out = tmp_path / "o.jsonl"
+    out.write_bytes(b'{"id": "a"}\n{"id": "b", "mes\n')
+    assert recover_output(out) == {"a"}
+    assert out.read_bytes() == b'{"id": "a"}\n'
+    assert recover_output(tmp_path / "missing.jsonl") == set()

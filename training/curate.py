@@ -103,6 +103,24 @@ def read_items(paths: list[str]) -> list[Item]:
 # ------------------------------------------------------------------------------------------- filters
 
 
+def gram_hashes(text: str, n: int) -> np.ndarray:
+    """64-bit hashes of all character n-grams, vectorised: curation must keep up with 10^5-10^6 answers."""
+    cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    m = len(cp) - n + 1
+    if m <= 0:
+        return np.empty(0, dtype=np.uint64)
+    h = np.zeros(m, dtype=np.uint64)
+    for j in range(n):  # polynomial hash, wrapping mod 2^64
+        h = h * np.uint64(1099511628211) + cp[j : j + m]
+    # splitmix64 finaliser: spreads the polynomial hash over all bits (MinHash takes the top 32).
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h
+
+
 def repetition_ratio(text: str, n: int = 10) -> float:
     """Share of repeated character n-grams: ~0 for ordinary prose, near 1 for an answer stuck in a loop.
 
@@ -112,8 +130,7 @@ def repetition_ratio(text: str, n: int = 10) -> float:
     total = len(t) - n + 1
     if total < 2 * n:
         return 0.0
-    distinct = len({t[i : i + n] for i in range(total)})
-    return 1.0 - distinct / total
+    return 1.0 - len(np.unique(gram_hashes(t, n))) / total
 
 
 def _answers(rec: dict) -> list[str]:
@@ -175,11 +192,11 @@ def dedup_text(rec: dict, on: str) -> str:
     return "\n".join(m["content"] for m in rec["messages"] if m["role"] in roles)
 
 
-def shingles(text: str, k: int = 5) -> set[bytes]:
+def shingle_hashes(text: str, k: int = 5) -> np.ndarray:
+    """Distinct 32-bit hashes of the character k-grams of the normalised text (whole text if shorter)."""
     t = re.sub(r"\s+", " ", text.lower()).strip()
-    if len(t) <= k:
-        return {t.encode("utf-8")}
-    return {t[i : i + k].encode("utf-8") for i in range(len(t) - k + 1)}
+    h = gram_hashes(t, min(k, max(len(t), 1)))
+    return np.unique((h >> np.uint64(32)).astype(np.uint64))
 
 
 def minhash_dedup(
@@ -192,14 +209,15 @@ def minhash_dedup(
     from datasketch import MinHash, MinHashLSH
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    permutations = MinHash(num_perm=num_perm, seed=seed).permutations  # computed once, not per item
     kept: list[Item] = []
     signatures: list[np.ndarray] = []
     by_cat: Counter = Counter()
     within = cross = 0
     examples = []
     for it in items:
-        m = MinHash(num_perm=num_perm, seed=seed)
-        m.update_batch(list(shingles(dedup_text(it.rec, on))))
+        m = MinHash(num_perm=num_perm, seed=seed, hashfunc=int, permutations=permutations, scheme="affine32")
+        m.update_batch(shingle_hashes(dedup_text(it.rec, on)))
         sig = m.hashvalues.astype(np.uint32)
         dup_of = None
         for key in lsh.query(m):

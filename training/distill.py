@@ -221,27 +221,26 @@ def recover_output(out: Path) -> set[str]:
     """Ids already finished; cuts a trailing partial line left by a killed run.
 
     Writes only ever append whole lines, so damage can only be at the end; a bad line elsewhere means the
-    file was edited by hand, and is refused rather than silently dropped.
+    file was edited by hand, and is refused rather than silently dropped. Streams: outputs reach gigabytes.
     """
     done: set[str] = set()
     if not out.exists():
         return done
     good_end = 0
+    bad_line = None
     with open(out, "rb") as f:
-        data_lines = f.read().split(b"\n")
-    # After split, the last element is what follows the final newline: b"" for an intact file.
-    tail = data_lines.pop()
-    for lineno, raw in enumerate(data_lines, 1):
-        try:
-            rec = json.loads(raw)
-            rid = rec["id"]
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-            if lineno == len(data_lines) and not tail:
-                # A complete-looking but unparsable last line can only come from a torn write: drop it too.
-                break
-            raise DistillError(f"{out}:{lineno}: corrupted line in the middle of the output; refusing to resume")
-        done.add(rid)
-        good_end += len(raw) + 1
+        for lineno, raw in enumerate(f, 1):
+            if not raw.endswith(b"\n"):
+                break  # torn tail of an interrupted write
+            if bad_line is not None:
+                raise DistillError(f"{out}:{bad_line}: corrupted line in the middle of the output; refusing to resume")
+            try:
+                rid = json.loads(raw)["id"]
+            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+                bad_line = lineno  # acceptable only as the last complete line (a write torn just before its newline)
+                continue
+            done.add(rid)
+            good_end += len(raw)
     size = out.stat().st_size
     if good_end != size:
         print(f"[distill] {out}: dropping {size - good_end} bytes of a partial last line from an interrupted run", file=sys.stderr)
@@ -600,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[distill] {len(work)} conversations, {skipped} already in {out}, {len(todo)} to generate", file=sys.stderr)
 
     record_base = {"model": meta["model"], "sampling": {**meta["sampling"], "seed": args.seed}}
-    started = time.time()
+    started = gen_started = time.time()
     generated = completion_tokens = 0
     per_replica: Counter = Counter()
     if todo:
@@ -610,15 +609,16 @@ def main(argv: list[str] | None = None) -> int:
         bar = tqdm(total=len(todo), unit="conv", desc="distill", disable=args.no_progress, file=sys.stderr)
 
         def consume(records):
-            nonlocal generated, completion_tokens
+            nonlocal generated, completion_tokens, gen_started
             append_lines(out, records)
             generated += len(records)
             completion_tokens += sum(sum(r["completion_tokens"]) for r in records)
             bar.update(len(records))
-            bar.set_postfix(tok_s=f"{completion_tokens / max(time.time() - started, 1e-9):.0f}")
+            bar.set_postfix(tok_s=f"{completion_tokens / max(time.time() - gen_started, 1e-9):.0f}")
 
         if args.data_parallel_size == 1:
             gen = ChunkGenerator(llm_kwargs, sampling_dict(args), args.seed, renderer, record_base)
+            gen_started = time.time()
             for chunk in chunks:
                 consume(gen.generate(chunk))
         else:
@@ -640,12 +640,14 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
 
     elapsed = time.time() - started
+    gen_elapsed = time.time() - gen_started
     stats = {
         "out": str(out),
         "run": {
             "conversations": len(work), "skipped_existing": skipped, "generated": generated,
             "completion_tokens": completion_tokens, "elapsed_s": round(elapsed, 3),
-            "completion_tokens_per_s": round(completion_tokens / elapsed, 1) if generated else None,
+            "generation_s": round(gen_elapsed, 3),
+            "completion_tokens_per_s": round(completion_tokens / gen_elapsed, 1) if generated else None,
             **({"conversations_per_replica": {str(k): v for k, v in sorted(per_replica.items())}} if per_replica else {}),
         },
         "file": file_stats(out),
