@@ -29,6 +29,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from transformers.models.qwen2.modeling_qwen2 import (
     Qwen2DecoderLayer,
     Qwen2RMSNorm,
@@ -189,7 +190,8 @@ def teacher_forced_steps(
     """
     n = input_ids.shape[1]
     embed = main_model.get_input_embeddings()
-    h_prev = hidden
+    dtype = head.input_proj.weight.dtype
+    h_prev = hidden.to(dtype)
     for k in range(1, num_steps + 1):
         length = n - k
         if length <= 0:
@@ -198,7 +200,7 @@ def teacher_forced_steps(
         pos = (torch.arange(length, device=input_ids.device) + (k - 1)).unsqueeze(0).expand(input_ids.shape[0], -1)
         with torch.no_grad():
             e = embed(tokens)
-        out = head(h_prev[:, :length], e.to(h_prev.dtype) if e.dtype != h_prev.dtype else e, pos)
+        out = head(h_prev[:, :length], e.to(dtype), pos)
         yield k, out
         h_prev = out
 
@@ -241,26 +243,48 @@ def mtp_loss(
             per_step.append(total.detach() * 0)
             total = total + out.sum() * 0.0  # keep every parameter in the graph (DDP)
             continue
-        logits = lm_head(out[:, :length][sel]).float()
-        logp = F.log_softmax(logits, dim=-1)
-        ce = F.nll_loss(logp, targets)
+        teacher = post[:, k : k + length][sel] if distill_weight > 0 else None
+        sel_out = out[:, :length][sel]
+        ce_sum, d_sum = sel_out.new_zeros((), dtype=torch.float32), sel_out.new_zeros((), dtype=torch.float32)
+        for c in range(0, targets.numel(), LOSS_CHUNK):  # bounded logits memory for large vocabularies
+            args = (sel_out[c : c + LOSS_CHUNK], targets[c : c + LOSS_CHUNK],
+                    teacher[c : c + LOSS_CHUNK] if teacher is not None else None)
+            if torch.is_grad_enabled() and targets.numel() > LOSS_CHUNK:
+                ce_c, d_c = torch.utils.checkpoint.checkpoint(
+                    _chunk_losses, lm_head, *args, distill_top_n, distill_loss, use_reentrant=False
+                )
+            else:
+                ce_c, d_c = _chunk_losses(lm_head, *args, distill_top_n, distill_loss)
+            ce_sum, d_sum = ce_sum + ce_c, d_sum + d_c
+        ce = ce_sum / targets.numel()
         step_loss = ce
         if distill_weight > 0:
-            with torch.no_grad():
-                t_logits = lm_head(post[:, k : k + length][sel]).float()
-                top_v, top_i = t_logits.topk(min(distill_top_n, t_logits.shape[-1]), dim=-1)
-                p = F.softmax(top_v, dim=-1)
-            soft_ce = -(p * logp.gather(-1, top_i)).sum(-1).mean()
-            if distill_loss == "kl":
-                d = soft_ce + (p * torch.log(p.clamp_min(1e-30))).sum(-1).mean()
-            elif distill_loss == "soft_ce":
-                d = soft_ce
-            else:
-                raise ValueError(f"distill_loss must be 'kl' or 'soft_ce', got {distill_loss!r}")
-            step_loss = (1.0 - distill_weight) * ce + distill_weight * d
+            step_loss = (1.0 - distill_weight) * ce + distill_weight * (d_sum / targets.numel())
         total = total + alphas[k - 1] * step_loss
         per_step.append(ce.detach())
     return total, per_step
+
+
+LOSS_CHUNK = 2048  # target tokens per logits chunk
+
+
+def _chunk_losses(lm_head, out, targets, teacher, top_n: int, distill_loss: str):
+    """(sum of CE, sum of distillation loss) over one chunk of selected positions."""
+    logits = lm_head(out.to(lm_head.weight.dtype)).float()
+    logp = F.log_softmax(logits, dim=-1)
+    ce = F.nll_loss(logp, targets, reduction="sum")
+    if teacher is None:
+        return ce, ce.new_zeros(())
+    with torch.no_grad():
+        t_logits = lm_head(teacher.to(lm_head.weight.dtype)).float()
+        top_v, top_i = t_logits.topk(min(top_n, t_logits.shape[-1]), dim=-1)
+        p = F.softmax(top_v, dim=-1)
+    soft_ce = -(p * logp.gather(-1, top_i)).sum()
+    if distill_loss == "kl":
+        return ce, soft_ce + (p * torch.log(p.clamp_min(1e-30))).sum()
+    if distill_loss == "soft_ce":
+        return ce, soft_ce
+    raise ValueError(f"distill_loss must be 'kl' or 'soft_ce', got {distill_loss!r}")
 
 
 # ==================================================================== inference, exactly as vLLM serves
@@ -345,7 +369,7 @@ def batched_draft_chains(
     dev = input_ids.device
     dtype = next(head.parameters()).dtype
     hidden, post = main_hidden_states(main_model, input_ids, attention_mask, hidden_state)
-    greedy = main_model.lm_head(post).argmax(-1)
+    greedy = torch.cat([main_model.lm_head(post[:, c : c + 512]).argmax(-1) for c in range(0, n, 512)], dim=1)
     drafts = torch.full((B, n, num_steps), -1, dtype=torch.long, device=dev)
     L = n - 1
     if L <= 0 or num_steps < 1:
