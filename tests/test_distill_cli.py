@@ -193,14 +193,16 @@ def test_data_parallel_replicas_share_the_work(stopping_model, tmp_path):
     plain = tmp_path / "dp.jsonl"
     plain.write_text("".join(json.dumps({"prompt": f"item {i}"}) + "\n" for i in range(6)))
     out = tmp_path / "dp_out.jsonl"
-    cmd = distill_cmd(stopping_model, [str(plain)], out, "--chunk-size", "1", "--data-parallel-size", "2")
+    cmd = distill_cmd(stopping_model, [str(plain)], out, "--chunk-size", "2", "--data-parallel-size", "2", "--n", "2")
     run = subprocess.run(cmd, cwd=REPO, env=engine_env(), capture_output=True, text=True, timeout=500)
     assert run.returncode == 0, run.stderr[-3000:]
-    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
-    assert sorted(ids) == sorted(set(ids)) and len(ids) == 6
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids)) == 12  # 6 prompts x 2 samples
+    assert {i.rsplit("#", 1)[1] for i in ids} == {"s0", "s1"} and {r["sample_index"] for r in records} == {0, 1}
     stats = json.loads((tmp_path / "dp_out.jsonl.stats.json").read_text())
     per = stats["run"]["conversations_per_replica"]
-    assert set(per) <= {"0", "1"} and sum(per.values()) == 6
+    assert set(per) <= {"0", "1"} and sum(per.values()) == 12
 
 
 def test_recover_output_drops_unparsable_last_complete_line(tmp_path):
