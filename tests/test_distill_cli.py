@@ -122,6 +122,16 @@ def test_kill9_then_resume_gives_every_prompt_once(stopping_model, tmp_path):
         assert r["total_tokens"] == r["prompt_tokens"][1] + 4
         assert r["sampling"]["temperature"] == 0.6 and r["sampling"]["top_k"] == 20 and r["model"] == str(stopping_model.resolve())
 
+    # The file curates as is, and the fine-tuning loader reads every conversation with assistant tokens.
+    from training import curate
+    from training.data import load_chat_jsonl
+
+    curated = tmp_path / "curated.jsonl"
+    assert curate.main(["--in", str(out), "--out", str(curated), "--no-dedup"]) == 0
+    assert len(curated.read_text().splitlines()) == 27
+    examples, report = load_chat_jsonl(curated, tok, max_len=512)
+    assert len(examples) == 27 and all(sum(e.loss_mask) > 0 for e in examples)
+
     # A third run has nothing to do and starts no engine.
     before = out.read_bytes()
     t0 = time.time()
