@@ -451,9 +451,9 @@ def _device_slices(dp: int, per_replica: int) -> list[list[str] | None]:
         count = torch.cuda.device_count()
     except Exception:  # noqa: BLE001
         count = 0
-    if visible is None and count == 0:
+    if count == 0:
         return [None] * dp  # CPU: nothing to pin
-    ids = visible.split(",") if visible else [str(i) for i in range(count)]
+    ids = [d for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(count)]
     if len(ids) < dp * per_replica:
         raise DistillError(
             f"--data-parallel-size {dp} x {per_replica} GPUs per replica needs {dp * per_replica} GPUs, "
