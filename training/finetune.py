@@ -437,19 +437,23 @@ def prepare_model_dir(fa: FinetuneArguments, ta) -> Path:
     src = Path(fa.model_path)
     if fa.init_head:
         out = Path(ta.output_dir) / "grafted_base"
-        if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        done = Path(ta.output_dir) / ".grafted_base.done"  # written by rank 0 once the graft is complete
+        if not done.is_file():
+            try:
+                from training.graft import graft_mtp_head
+            except ImportError as e:  # pragma: no cover - depends on the other module landing
+                raise FinetuneConfigError(f"--init_head needs training.graft.graft_mtp_head: {e}") from e
+            if _is_main_process():
+                Path(ta.output_dir).mkdir(parents=True, exist_ok=True)
+                if out.exists():  # a graft interrupted before completion
+                    shutil.rmtree(out)
+                res = graft_mtp_head(str(src), str(out), init=fa.init_head)
+                done.write_text(str(Path(res) if res is not None else out))
+            else:
+                _wait_for(done)
+        else:
             logger.info("reusing grafted base %s", out)
-            return out
-        try:
-            from training.graft import graft_mtp_head
-        except ImportError as e:  # pragma: no cover - depends on the other module landing
-            raise FinetuneConfigError(f"--init_head needs training.graft.graft_mtp_head: {e}") from e
-        if _is_main_process():
-            res = graft_mtp_head(str(src), str(out), init=fa.init_head)
-            if res is not None and Path(res).is_dir():
-                out = Path(res)
-        _barrier()
-        return out
+        return Path(done.read_text().strip())
     if src.is_file():
         raise MissingMTPHeadError(f"{src} is a file (GGUF?); pass --init_head to convert it and graft an MTP head")
     read_head_tensors(src)  # raises MissingMTPHeadError
@@ -458,6 +462,16 @@ def prepare_model_dir(fa: FinetuneArguments, ta) -> Path:
 
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def _wait_for(path: Path, timeout_s: float = 6 * 3600) -> None:
+    import time
+
+    t0 = time.time()
+    while not path.is_file():
+        if time.time() - t0 > timeout_s:
+            raise TimeoutError(f"rank {os.environ.get('RANK')}: gave up waiting for {path}")
+        time.sleep(2)
 
 
 def _barrier() -> None:

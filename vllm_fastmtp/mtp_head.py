@@ -365,6 +365,12 @@ def batched_draft_chains(
     Step k >= 2 attends step-1 K/V at positions <= i plus its own chain's steps 2..k, exactly like vLLM's cache.
     Equal to draft_chain(prefix)[1:] when the data are the main model's own greedy continuation.
     """
+    # exact float math as written (a surrounding autocast, e.g. the Trainer's bf16 eval, would change it)
+    with torch.autocast(device_type=input_ids.device.type, enabled=False):
+        return _batched_draft_chains(main_model, head, input_ids, attention_mask, num_steps, hidden_state)
+
+
+def _batched_draft_chains(main_model, head, input_ids, attention_mask, num_steps, hidden_state):
     B, n = input_ids.shape
     dev = input_ids.device
     dtype = next(head.parameters()).dtype
@@ -382,7 +388,7 @@ def batched_draft_chains(
     x1 = head.step_input(hidden[:, :L].to(dtype), embed(input_ids[:, 1:]).to(dtype), pos1)
     q1, k1, v1 = _attn_qkv(head, x1, pos1)
     scale = attn.scaling
-    neg = torch.finfo(torch.float32).min
+    neg = float("-inf")  # every row keeps at least its own key
     causal = torch.ones(L, L, dtype=torch.bool, device=dev).tril()
 
     def finish(x, attn_out):
