@@ -76,19 +76,22 @@ def main(job_path: str, result_path: str) -> None:
         prompts = [{"prompt_token_ids": ids} for ids in job["prompt_token_ids"]]
     else:
         prompts = job["prompts"]
-    outputs, metrics = {}, {}
+    outputs, metrics, request_ids = {}, {}, {}
     for bs in job.get("batch_sizes", [16]):
         before = spec_metrics(llm)
-        got = []
+        got, ids = [], []
         for i in range(0, len(prompts), bs):
             for r in llm.generate(prompts[i : i + bs], params, use_tqdm=False):
                 got.append([list(c.token_ids) for c in r.outputs] if params.n > 1 else list(r.outputs[0].token_ids))
+                ids.append(r.request_id)
         outputs[str(bs)] = got
+        request_ids[str(bs)] = ids
         metrics[str(bs)] = _delta(spec_metrics(llm), before)
     Path(result_path).write_text(
         json.dumps(
             {
                 "outputs": outputs,
+                "request_ids": request_ids,
                 "metrics": metrics,
                 "request_language": dict(stats.REQUEST_LANGUAGE),
                 "map_rows": dict(stats.MAP_ROWS),

@@ -32,37 +32,26 @@ def hidden_state_transform(target_model, convention: str) -> Callable[[torch.Ten
 class DraftVocabulary:
     """Per-request pruned draft vocabularies: a language detector plus one sub-head per language map."""
 
-    def __init__(self, head, detector, default: str, sizes: dict[str, int]):
-        self._head, self._detector, self.default, self._sizes = head, detector, default, sizes
+    def __init__(self, config, head, detector):
+        self._config, self._head, self._detector = config, head, detector
+        self.default = config.default
 
     @classmethod
     def from_options(cls, options: dict, *, lm_head_weight: torch.Tensor, tokenizer_path: str, vocab_size: int):
         from transformers import AutoTokenizer
 
-        from vllm_fastmtp.draft_vocab import (
-            LanguageDetector,
-            PrunedDraftHead,
-            load_vocab_map,
-            resolve_map_path,
-            tokenizer_fingerprint,
-        )
+        from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead
 
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-        fingerprint = tokenizer_fingerprint(tokenizer)
-        maps = {
-            lang: load_vocab_map(resolve_map_path(name), vocab_size=vocab_size, fingerprint=fingerprint)
-            for lang, name in options["maps"].items()
-        }
-        detector = LanguageDetector(tokenizer, default=options["default"], threshold=options["zh_threshold"])
-        head = PrunedDraftHead(lm_head_weight, maps)
-        return cls(head, detector, options["default"], {lang: int(ids.numel()) for lang, ids in maps.items()})
+        config = DraftVocabConfig(**options)
+        maps, detector = config.load(AutoTokenizer.from_pretrained(tokenizer_path), vocab_size)
+        return cls(config, PrunedDraftHead(lm_head_weight, maps, vocab_size=vocab_size), detector)
 
     def detect(self, prompt_token_ids) -> str:
-        lang = self._detector.detect(list(prompt_token_ids))
-        return lang if lang in self._sizes else self.default
+        return self._config.language_for(self._detector, list(prompt_token_ids))
 
     def argmax(self, hidden_states: torch.Tensor, langs: list[str]) -> torch.Tensor:
         return self._head.argmax(hidden_states, langs)
 
     def describe(self) -> str:
-        return ", ".join(f"{lang}: {n} ids" for lang, n in self._sizes.items()) + f" (default {self.default})"
+        sizes = {lang: ("full" if ids is None else f"{ids.numel()} ids") for lang, ids in self._head.ids.items()}
+        return ", ".join(f"{lang}: {n}" for lang, n in sizes.items()) + f" (default {self.default})"

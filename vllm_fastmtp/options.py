@@ -8,10 +8,11 @@ lets it be tested, and reused by the benchmarks, without an engine.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from vllm_fastmtp.conventions import HIDDEN_STATE_CHOICES
+from vllm_fastmtp.draft_vocab import DraftVocabConfig
 
 METHOD = "fastmtp"
 DEFAULT_NUM_SPECULATIVE_TOKENS = 3
@@ -24,58 +25,10 @@ class FastMTPConfigError(ValueError):
 
 
 @dataclass
-class DraftVocabOptions:
-    """Per-language pruned draft vocabularies (FR-Spec style); verification stays full-vocabulary."""
-
-    maps: dict[str, str]  # language -> map path or shipped map name
-    default: str = "en"  # language of prompts the detector does not classify as Chinese
-    zh_threshold: float = 0.1  # share of CJK tokens in the prompt from which a request counts as Chinese
-
-    KEYS = ("maps", "default", "zh_threshold")
-
-    @classmethod
-    def parse(cls, raw: Any) -> "DraftVocabOptions | None":
-        if raw is None:
-            return None
-        if not isinstance(raw, Mapping):
-            raise FastMTPConfigError(
-                f"speculative_config.draft_vocab must be null or an object like "
-                f'{{"maps": {{"en": "qwen2-en-32k"}}, "default": "en"}}, got {type(raw).__name__}'
-            )
-        unknown = sorted(set(raw) - set(cls.KEYS))
-        if unknown:
-            raise FastMTPConfigError(
-                f"speculative_config.draft_vocab: unknown key(s) {unknown}; expected {list(cls.KEYS)}"
-            )
-        maps = raw.get("maps")
-        if not isinstance(maps, Mapping) or not maps:
-            raise FastMTPConfigError(
-                "speculative_config.draft_vocab.maps must be a non-empty object {language: map path or name}"
-            )
-        for lang, path in maps.items():
-            if not isinstance(lang, str) or not lang or not isinstance(path, str) or not path:
-                raise FastMTPConfigError(
-                    f"speculative_config.draft_vocab.maps: entry {lang!r}: {path!r} must map a language to a path"
-                )
-        default = raw.get("default", "en" if "en" in maps else next(iter(maps)))
-        if default not in maps:
-            raise FastMTPConfigError(
-                f"speculative_config.draft_vocab.default is {default!r} but maps only has {sorted(maps)}"
-            )
-        threshold = raw.get("zh_threshold", 0.1)
-        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0.0 < threshold <= 1.0:
-            raise FastMTPConfigError(
-                f"speculative_config.draft_vocab.zh_threshold must be a number in (0, 1], got {threshold!r}"
-            )
-        return cls(maps=dict(maps), default=default, zh_threshold=float(threshold))
-
-
-@dataclass
 class FastMTPOptions:
     num_speculative_tokens: int = DEFAULT_NUM_SPECULATIVE_TOKENS
     hidden_state: str | None = None  # None: as recorded in the checkpoint (conventions.py)
-    draft_vocab: DraftVocabOptions | None = None
-    extra: dict = field(default_factory=dict)
+    draft_vocab: DraftVocabConfig | None = None  # None: draft over the full vocabulary
 
     # FastMTP-only keys accepted inside --speculative-config next to vLLM's own.
     KEYS = ("hidden_state", "draft_vocab")
@@ -89,7 +42,7 @@ class FastMTPOptions:
         return cls(
             num_speculative_tokens=d["num_speculative_tokens"],
             hidden_state=d.get("hidden_state"),
-            draft_vocab=DraftVocabOptions(**dv) if dv else None,
+            draft_vocab=DraftVocabConfig(**dv) if dv else None,
         )
 
 
@@ -125,7 +78,7 @@ def split_speculative_config(raw: Mapping[str, Any], vllm_keys: set[str]) -> tup
             f"speculative_config.hidden_state must be one of {HIDDEN_STATE_CHOICES} or omitted "
             f"(then the checkpoint's record decides), got {hidden_state!r}"
         )
-    draft_vocab = DraftVocabOptions.parse(raw.pop("draft_vocab", None))
+    draft_vocab = DraftVocabConfig.parse(raw.pop("draft_vocab", None))
     if draft_vocab is not None and raw.get("draft_sample_method", "greedy") != "greedy":
         raise FastMTPConfigError(
             "speculative_config.draft_vocab needs draft_sample_method 'greedy': a pruned draft has no "

@@ -178,12 +178,32 @@ def _resolve_options(spec_config, opts: FastMTPOptions) -> dict:
     hidden_state = opts.hidden_state or hidden_state_from_config(
         draft_hf, source=f"{spec_config.draft_model_config.model}/config.json"
     )
+    target = spec_config.target_model_config
+    draft_vocab = opts.draft_vocab
+    if draft_vocab is not None:
+        parallel = spec_config.target_parallel_config
+        if parallel is not None and parallel.tensor_parallel_size > 1:
+            raise FastMTPConfigError(
+                "speculative_config.draft_vocab is not supported with tensor parallelism yet: vLLM shards the "
+                "shared lm_head by vocabulary, and the pruned draft head would need a shard-aware gather. "
+                'Use "draft_vocab": null (full-vocabulary drafting) with tensor_parallel_size > 1.'
+            )
+        # Validate every map against this model's tokenizer now, before any engine process starts, and pin
+        # resolved absolute paths so workers with another working directory load the same files.
+        from transformers import AutoTokenizer
+
+        from vllm_fastmtp.draft_vocab import resolve_map_path
+
+        draft_vocab.load(AutoTokenizer.from_pretrained(str(target.tokenizer)), target.get_vocab_size())
+        draft_vocab.maps = {
+            lang: None if m is None else str(resolve_map_path(m).resolve()) for lang, m in draft_vocab.maps.items()
+        }
     resolved = FastMTPOptions(
         num_speculative_tokens=spec_config.num_speculative_tokens,
         hidden_state=hidden_state,
-        draft_vocab=opts.draft_vocab,
+        draft_vocab=draft_vocab,
     ).to_dict()
-    resolved["tokenizer"] = str(spec_config.target_model_config.tokenizer)
+    resolved["tokenizer"] = str(target.tokenizer)
     return resolved
 
 
