@@ -195,6 +195,7 @@ def test_loss_only_counts_masked_targets_and_backprops_to_head_only(random_pair)
     head.eval()
 
 
+@torch.no_grad()
 def test_distillation_loss_runs(random_pair):
     main, head = random_pair
     ids = torch.randint(0, 256, (1, 10))
@@ -241,3 +242,15 @@ def test_chunked_loss_equals_unchunked(random_pair, monkeypatch):
     torch.testing.assert_close(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_batched_chains_block_size_does_not_matter(random_pair, monkeypatch):
+    import vllm_fastmtp.mtp_head as mh
+
+    main, head = random_pair
+    ids = torch.randint(0, 300, (2, 40), generator=torch.Generator().manual_seed(9))
+    ref, _ = mh.batched_draft_chains(main, head, ids, None, 3, POST_NORM)
+    orig = mh._tree_attend
+    monkeypatch.setattr(mh, "_tree_attend", lambda *a, **kw: orig(*a, block=7))
+    got, _ = mh.batched_draft_chains(main, head, ids, None, 3, POST_NORM)
+    assert torch.equal(ref, got)

@@ -388,8 +388,6 @@ def _batched_draft_chains(main_model, head, input_ids, attention_mask, num_steps
     x1 = head.step_input(hidden[:, :L].to(dtype), embed(input_ids[:, 1:]).to(dtype), pos1)
     q1, k1, v1 = _attn_qkv(head, x1, pos1)
     scale = attn.scaling
-    neg = float("-inf")  # every row keeps at least its own key
-    causal = torch.ones(L, L, dtype=torch.bool, device=dev).tril()
 
     def finish(x, attn_out):
         # attn_out [B, heads, L, d] -> layer output -> final norm
@@ -398,9 +396,7 @@ def _batched_draft_chains(main_model, head, input_ids, attention_mask, num_steps
         y = y + head.mlp(head.post_attention_layernorm(y))
         return head.final_layernorm(y)
 
-    s = torch.matmul(q1.float(), k1.float().transpose(-1, -2)) * scale
-    s = s.masked_fill(~causal, neg)
-    out = finish(x1, torch.matmul(F.softmax(s, dim=-1).to(v1.dtype), v1))
+    out = finish(x1, _tree_attend(q1, k1, v1, [], [], scale))
     drafts[:, :L, 0] = lm(out.to(lm.weight.dtype)).argmax(-1)
     priv_k, priv_v = [], []  # chain-private K/V of steps 2..k, each [B, heads, L, d] (anchor-indexed)
     h_prev = out
@@ -414,16 +410,33 @@ def _batched_draft_chains(main_model, head, input_ids, attention_mask, num_steps
         qk, kk, vk = _attn_qkv(head, xk, pos)
         priv_k = [t[:, :, :Lk] for t in priv_k] + [kk]
         priv_v = [t[:, :, :Lk] for t in priv_v] + [vk]
-        s_shared = torch.matmul(qk.float(), k1.float().transpose(-1, -2)) * scale  # [B, h, Lk, L]
-        s_shared = s_shared.masked_fill(~causal[:Lk], neg)  # anchor i sees step-1 entries j <= i
-        s_priv = torch.stack([(qk.float() * pk.float()).sum(-1) * scale for pk in priv_k], dim=-1)  # [B,h,Lk,k-1]
-        p = F.softmax(torch.cat([s_shared, s_priv], dim=-1), dim=-1)
-        p_sh, p_pr = p[..., :L].to(v1.dtype), p[..., L:].to(v1.dtype)
-        o = torch.matmul(p_sh, v1) + sum(p_pr[..., j : j + 1] * priv_v[j] for j in range(len(priv_v)))
-        out = finish(xk, o)
+        out = finish(xk, _tree_attend(qk, k1, v1, priv_k, priv_v, scale))
         drafts[:, :Lk, k - 1] = lm(out.to(lm.weight.dtype)).argmax(-1)
         h_prev = out
     return drafts, greedy
+
+
+def _tree_attend(q, k1, v1, priv_k, priv_v, scale: float, block: int = 256) -> torch.Tensor:
+    """Attention of anchor-indexed queries q [B, h, Lq, d]: query row i sees the shared step-1 keys j <= i
+    and its own chain-private keys (row i of each priv_k). Query blocks bound the score memory."""
+    outs = []
+    Lq = q.shape[2]
+    for c in range(0, Lq, block):
+        e = min(c + block, Lq)
+        qc = q[:, :, c:e].float()
+        ks, vs = k1[:, :, :e], v1[:, :, :e]  # keys beyond the last anchor of the block are masked anyway
+        sc = torch.matmul(qc, ks.float().transpose(-1, -2)) * scale
+        mask = torch.arange(e, device=q.device)[None, :] > torch.arange(c, e, device=q.device)[:, None]
+        sc = sc.masked_fill(mask, float("-inf"))  # every row keeps at least its own key
+        if priv_k:
+            sp = torch.stack([(qc * pk[:, :, c:e].float()).sum(-1) * scale for pk in priv_k], dim=-1)
+            sc = torch.cat([sc, sp], dim=-1)
+        p = F.softmax(sc, dim=-1)
+        o = torch.matmul(p[..., :e].to(vs.dtype), vs)
+        for j, pv in enumerate(priv_v):
+            o = o + p[..., e + j : e + j + 1].to(pv.dtype) * pv[:, :, c:e]
+        outs.append(o)
+    return torch.cat(outs, dim=2)
 
 
 def acceptance_counts(
