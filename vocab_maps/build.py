@@ -45,10 +45,10 @@ def default_always_include(tok) -> list[int]:
     ids = []
     if isinstance(tok.eos_token_id, int):
         ids.append(tok.eos_token_id)
-    vocab = tok.get_vocab()
+    added = tok.get_added_vocab()  # only real special tokens: Qwen2 also has '</s>' as an ordinary BPE token
     for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>"):
-        if t in vocab:
-            ids.append(vocab[t])
+        if t in added:
+            ids.append(added[t])
     return list(dict.fromkeys(ids))
 
 

@@ -1,0 +1,206 @@
+"""What a pruned draft vocabulary saves per draft step, at MiMo-7B's shapes, on this CPU.
+
+    python -m benchmarks.draft_vocab_cost [--reps 15] [--dtype auto|bf16|fp32] [--context 512]
+
+(a) the lm_head alone: full vocabulary (151,680 rows) vs 8k/16k/32k maps (``PrunedDraftHead.argmax``);
+(b) the whole greedy draft step: the MTP module (norms, input_proj 8192->4096, one Qwen2 decoder layer with
+32/8 heads of 128 and MLP 11008, attention over a fixed ``--context`` of cached keys/values) + the head.
+Batch 1, one decode token. Variants are interleaved within each repetition (shuffled order) and medians
+reported, so drifting load on a shared machine hits all variants alike. Weights are random: only shapes
+matter for time. The token embedding lookup is omitted (one row copy).
+Writes benchmarks/results/draft_vocab_cost.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vllm_fastmtp.draft_vocab import PrunedDraftHead
+
+VOCAB, HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM = 151680, 4096, 11008, 32, 8, 128
+MAP_SIZES = {"8k": 8192, "16k": 16384, "32k": 32768}
+RESULTS = Path(__file__).parent / "results"
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, n: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+        self.eps = eps
+
+    def forward(self, x):
+        v = x.float().pow(2).mean(-1, keepdim=True)
+        return (x.float() * torch.rsqrt(v + self.eps)).to(x.dtype) * self.weight
+
+
+def _rope(x: torch.Tensor, pos: int, theta: float = 640000.0) -> torch.Tensor:
+    d = x.shape[-1]
+    inv = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
+    ang = pos * inv
+    cos, sin = torch.cat([ang.cos(), ang.cos()]).to(x.dtype), torch.cat([ang.sin(), ang.sin()]).to(x.dtype)
+    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
+    return x * cos + torch.cat([-x2, x1], -1) * sin
+
+
+class MTPModule(nn.Module):
+    """MiMo's MTP module at its real shapes; attention reads a fixed-length KV cache (one decode token)."""
+
+    def __init__(self, context: int):
+        super().__init__()
+        h, kv = HIDDEN, KV_HEADS * HEAD_DIM
+        self.token_layernorm, self.hidden_layernorm = RMSNorm(h), RMSNorm(h)
+        self.input_proj = nn.Linear(2 * h, h, bias=False)
+        self.input_layernorm, self.post_attention_layernorm = RMSNorm(h), RMSNorm(h)
+        self.q_proj, self.k_proj, self.v_proj = nn.Linear(h, h), nn.Linear(h, kv), nn.Linear(h, kv)
+        self.o_proj = nn.Linear(h, h, bias=False)
+        self.gate_proj, self.up_proj = nn.Linear(h, INTER, bias=False), nn.Linear(h, INTER, bias=False)
+        self.down_proj = nn.Linear(INTER, h, bias=False)
+        self.final_layernorm = RMSNorm(h)
+        self.context = context
+        self.register_buffer("k_cache", torch.randn(1, KV_HEADS, context, HEAD_DIM) * 0.1)
+        self.register_buffer("v_cache", torch.randn(1, KV_HEADS, context, HEAD_DIM) * 0.1)
+
+    def forward(self, hidden: torch.Tensor, tok_emb: torch.Tensor) -> torch.Tensor:
+        x = self.input_proj(torch.cat([self.hidden_layernorm(hidden), self.token_layernorm(tok_emb)], -1))
+        res = x
+        x = self.input_layernorm(x)
+        q = _rope(self.q_proj(x).view(1, 1, HEADS, HEAD_DIM).transpose(1, 2), self.context)
+        k = _rope(self.k_proj(x).view(1, 1, KV_HEADS, HEAD_DIM).transpose(1, 2), self.context)
+        v = self.v_proj(x).view(1, 1, KV_HEADS, HEAD_DIM).transpose(1, 2)
+        k = torch.cat([self.k_cache, k], 2).repeat_interleave(HEADS // KV_HEADS, 1)
+        v = torch.cat([self.v_cache, v], 2).repeat_interleave(HEADS // KV_HEADS, 1)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, HIDDEN)
+        x = res + self.o_proj(a)
+        res = x
+        x = self.post_attention_layernorm(x)
+        x = res + self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.final_layernorm(x)
+
+
+def _init_(module: nn.Module, g: torch.Generator) -> None:
+    for p in module.parameters():
+        if p.dim() > 1:
+            p.data.normal_(0.0, 0.02, generator=g)
+
+
+def run(reps: int, dtype_name: str, context: int, seed: int = 0) -> dict:
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
+    g = torch.Generator().manual_seed(seed)
+    lm_head = torch.empty(VOCAB, HIDDEN).normal_(0.0, 0.02, generator=g).to(dtype)
+    maps = {name: torch.randperm(VOCAB, generator=g)[:n] for name, n in MAP_SIZES.items()}
+    maps["full"] = None
+    head = PrunedDraftHead(lm_head, maps)
+    mtp = MTPModule(context)
+    _init_(mtp, g)
+    mtp = mtp.to(dtype).eval()
+    hidden = torch.randn(1, HIDDEN, generator=g).to(dtype)
+    emb = torch.randn(1, HIDDEN, generator=g).to(dtype)
+    variants = ["full", *MAP_SIZES]
+
+    def head_only(lang):
+        return head.argmax(hidden, [lang])
+
+    def step(lang):
+        return head.argmax(mtp(hidden, emb), [lang])
+
+    def mtp_only(_):
+        return mtp(hidden, emb)
+
+    jobs = [("head", v, head_only) for v in variants] + [("step", v, step) for v in variants]
+    jobs.append(("mtp", "-", mtp_only))
+    times: dict[tuple[str, str], list[float]] = {(k, v): [] for k, v, _ in jobs}
+    rng = random.Random(seed)
+    with torch.inference_mode():
+        for _ in range(2):  # warm-up
+            for _k, v, fn in jobs:
+                fn(v)
+        for _ in range(reps):
+            order = jobs[:]
+            rng.shuffle(order)
+            for k, v, fn in order:
+                t0 = time.perf_counter()
+                fn(v)
+                times[(k, v)].append(time.perf_counter() - t0)
+    med = {f"{k}/{v}": statistics.median(ts) * 1e3 for (k, v), ts in times.items()}
+    out = {
+        "config": {
+            "vocab": VOCAB, "hidden": HIDDEN, "intermediate": INTER, "heads": HEADS, "kv_heads": KV_HEADS,
+            "head_dim": HEAD_DIM, "context": context, "batch": 1, "dtype": dtype_name, "reps": reps,
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+            "cpu_bf16": cpu_has_bf16(),
+        },
+        "median_ms": {k: round(v, 3) for k, v in med.items()},
+        "head_speedup_vs_full": {v: round(med["head/full"] / med[f"head/{v}"], 3) for v in MAP_SIZES},
+        "step_speedup_vs_full": {v: round(med["step/full"] / med[f"step/{v}"], 3) for v in MAP_SIZES},
+        "head_share_of_full_step": round(med["head/full"] / med["step/full"], 3),
+        "raw_ms": {f"{k}/{v}": [round(t * 1e3, 3) for t in ts] for (k, v), ts in times.items()},
+    }
+    return out
+
+
+def to_markdown(r: dict) -> str:
+    c, m = r["config"], r["median_ms"]
+    lines = [
+        "# Draft-step cost with a pruned draft vocabulary (CPU)",
+        "",
+        f"`python -m benchmarks.draft_vocab_cost --reps {c['reps']} --dtype {c['dtype']} --context {c['context']}` — "
+        f"MiMo-7B shapes (vocab {c['vocab']}, hidden {c['hidden']}, MLP {c['intermediate']}, {c['heads']}/{c['kv_heads']} heads "
+        f"x {c['head_dim']}), batch 1, KV context {c['context']}, dtype {c['dtype']} (CPU bf16 support: {c['cpu_bf16']}), "
+        f"{c['torch_threads']} torch threads, torch {c['torch']}. Medians of {c['reps']} interleaved repetitions.",
+        "",
+        "| vocabulary | lm_head + argmax (ms) | head speed-up | MTP module + head (ms) | draft-step speed-up |",
+        "| --- | --- | --- | --- | --- |",
+        f"| full (151,680) | {m['head/full']:.2f} | 1.00x | {m['step/full']:.2f} | 1.00x |",
+    ]
+    for v, n in MAP_SIZES.items():
+        lines.append(
+            f"| {v} ({n:,}) | {m[f'head/{v}']:.2f} | {r['head_speedup_vs_full'][v]:.2f}x | "
+            f"{m[f'step/{v}']:.2f} | {r['step_speedup_vs_full'][v]:.2f}x |"
+        )
+    lines += [
+        "",
+        f"MTP module alone: {m['mtp/-']:.2f} ms. The full-vocabulary head is {r['head_share_of_full_step']:.0%} of a full draft step.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.draft_vocab_cost", description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto", help="auto: bf16 if the CPU has bf16 instructions")
+    p.add_argument("--context", type=int, default=512, help="cached tokens the MTP attention reads")
+    p.add_argument("--out-dir", default=str(RESULTS))
+    a = p.parse_args(argv)
+    dtype = a.dtype if a.dtype != "auto" else ("bf16" if cpu_has_bf16() else "fp32")
+    t0 = time.time()
+    r = run(a.reps, dtype, a.context)
+    r["config"]["wall_s"] = round(time.time() - t0, 1)
+    out = Path(a.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "draft_vocab_cost.json").write_text(json.dumps(r, indent=2) + "\n")
+    md = to_markdown(r)
+    (out / "draft_vocab_cost.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
