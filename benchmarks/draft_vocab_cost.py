@@ -19,6 +19,7 @@ import platform
 import random
 import statistics
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,8 +28,20 @@ from torch import nn
 
 from vllm_fastmtp.draft_vocab import PrunedDraftHead
 
-VOCAB, HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM = 151680, 4096, 11008, 32, 8, 128
 MAP_SIZES = {"8k": 8192, "16k": 16384, "32k": 32768}
+
+
+@dataclass(frozen=True)
+class Shape:
+    vocab: int = 151680
+    hidden: int = 4096
+    intermediate: int = 11008
+    heads: int = 32
+    kv_heads: int = 8
+    head_dim: int = 128
+
+
+MIMO_7B = Shape()
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -63,31 +76,33 @@ def _rope(x: torch.Tensor, pos: int, theta: float = 640000.0) -> torch.Tensor:
 class MTPModule(nn.Module):
     """MiMo's MTP module at its real shapes; attention reads a fixed-length KV cache (one decode token)."""
 
-    def __init__(self, context: int):
+    def __init__(self, context: int, shape: Shape = MIMO_7B):
         super().__init__()
-        h, kv = HIDDEN, KV_HEADS * HEAD_DIM
+        self.s = s = shape
+        h, kv = s.hidden, s.kv_heads * s.head_dim
         self.token_layernorm, self.hidden_layernorm = RMSNorm(h), RMSNorm(h)
         self.input_proj = nn.Linear(2 * h, h, bias=False)
         self.input_layernorm, self.post_attention_layernorm = RMSNorm(h), RMSNorm(h)
         self.q_proj, self.k_proj, self.v_proj = nn.Linear(h, h), nn.Linear(h, kv), nn.Linear(h, kv)
         self.o_proj = nn.Linear(h, h, bias=False)
-        self.gate_proj, self.up_proj = nn.Linear(h, INTER, bias=False), nn.Linear(h, INTER, bias=False)
-        self.down_proj = nn.Linear(INTER, h, bias=False)
+        self.gate_proj, self.up_proj = nn.Linear(h, s.intermediate, bias=False), nn.Linear(h, s.intermediate, bias=False)
+        self.down_proj = nn.Linear(s.intermediate, h, bias=False)
         self.final_layernorm = RMSNorm(h)
         self.context = context
-        self.register_buffer("k_cache", torch.randn(1, KV_HEADS, context, HEAD_DIM) * 0.1)
-        self.register_buffer("v_cache", torch.randn(1, KV_HEADS, context, HEAD_DIM) * 0.1)
+        self.register_buffer("k_cache", torch.randn(1, s.kv_heads, context, s.head_dim) * 0.1)
+        self.register_buffer("v_cache", torch.randn(1, s.kv_heads, context, s.head_dim) * 0.1)
 
     def forward(self, hidden: torch.Tensor, tok_emb: torch.Tensor) -> torch.Tensor:
+        s = self.s
         x = self.input_proj(torch.cat([self.hidden_layernorm(hidden), self.token_layernorm(tok_emb)], -1))
         res = x
         x = self.input_layernorm(x)
-        q = _rope(self.q_proj(x).view(1, 1, HEADS, HEAD_DIM).transpose(1, 2), self.context)
-        k = _rope(self.k_proj(x).view(1, 1, KV_HEADS, HEAD_DIM).transpose(1, 2), self.context)
-        v = self.v_proj(x).view(1, 1, KV_HEADS, HEAD_DIM).transpose(1, 2)
-        k = torch.cat([self.k_cache, k], 2).repeat_interleave(HEADS // KV_HEADS, 1)
-        v = torch.cat([self.v_cache, v], 2).repeat_interleave(HEADS // KV_HEADS, 1)
-        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, HIDDEN)
+        q = _rope(self.q_proj(x).view(1, 1, s.heads, s.head_dim).transpose(1, 2), self.context)
+        k = _rope(self.k_proj(x).view(1, 1, s.kv_heads, s.head_dim).transpose(1, 2), self.context)
+        v = self.v_proj(x).view(1, 1, s.kv_heads, s.head_dim).transpose(1, 2)
+        k = torch.cat([self.k_cache, k], 2).repeat_interleave(s.heads // s.kv_heads, 1)
+        v = torch.cat([self.v_cache, v], 2).repeat_interleave(s.heads // s.kv_heads, 1)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, s.heads * s.head_dim)
         x = res + self.o_proj(a)
         res = x
         x = self.post_attention_layernorm(x)
@@ -101,19 +116,23 @@ def _init_(module: nn.Module, g: torch.Generator) -> None:
             p.data.normal_(0.0, 0.02, generator=g)
 
 
-def run(reps: int, dtype_name: str, context: int, seed: int = 0) -> dict:
+def run(reps: int, dtype_name: str, context: int, seed: int = 0, shape: Shape = MIMO_7B,
+        map_sizes: dict[str, int] = MAP_SIZES) -> dict:
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
     g = torch.Generator().manual_seed(seed)
-    lm_head = torch.empty(VOCAB, HIDDEN).normal_(0.0, 0.02, generator=g).to(dtype)
-    maps = {name: torch.randperm(VOCAB, generator=g)[:n] for name, n in MAP_SIZES.items()}
+    # Draw in chunks straight into the target dtype: a 151680x4096 fp32 temporary would double peak memory for bf16.
+    lm_head = torch.empty(shape.vocab, shape.hidden, dtype=dtype)
+    for i in range(0, shape.vocab, 8192):
+        lm_head[i : i + 8192] = torch.empty(min(8192, shape.vocab - i), shape.hidden).normal_(0.0, 0.02, generator=g)
+    maps = {name: torch.randperm(shape.vocab, generator=g)[:n] for name, n in map_sizes.items()}
     maps["full"] = None
     head = PrunedDraftHead(lm_head, maps)
-    mtp = MTPModule(context)
+    mtp = MTPModule(context, shape)
     _init_(mtp, g)
     mtp = mtp.to(dtype).eval()
-    hidden = torch.randn(1, HIDDEN, generator=g).to(dtype)
-    emb = torch.randn(1, HIDDEN, generator=g).to(dtype)
-    variants = ["full", *MAP_SIZES]
+    hidden = torch.randn(1, shape.hidden, generator=g).to(dtype)
+    emb = torch.randn(1, shape.hidden, generator=g).to(dtype)
+    variants = ["full", *map_sizes]
 
     def head_only(lang):
         return head.argmax(hidden, [lang])
@@ -142,14 +161,13 @@ def run(reps: int, dtype_name: str, context: int, seed: int = 0) -> dict:
     med = {f"{k}/{v}": statistics.median(ts) * 1e3 for (k, v), ts in times.items()}
     out = {
         "config": {
-            "vocab": VOCAB, "hidden": HIDDEN, "intermediate": INTER, "heads": HEADS, "kv_heads": KV_HEADS,
-            "head_dim": HEAD_DIM, "context": context, "batch": 1, "dtype": dtype_name, "reps": reps,
+            **asdict(shape), "map_sizes": dict(map_sizes), "context": context, "batch": 1, "dtype": dtype_name, "reps": reps,
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
             "cpu_bf16": cpu_has_bf16(),
         },
         "median_ms": {k: round(v, 3) for k, v in med.items()},
-        "head_speedup_vs_full": {v: round(med["head/full"] / med[f"head/{v}"], 3) for v in MAP_SIZES},
-        "step_speedup_vs_full": {v: round(med["step/full"] / med[f"step/{v}"], 3) for v in MAP_SIZES},
+        "head_speedup_vs_full": {v: round(med["head/full"] / med[f"head/{v}"], 3) for v in map_sizes},
+        "step_speedup_vs_full": {v: round(med["step/full"] / med[f"step/{v}"], 3) for v in map_sizes},
         "head_share_of_full_step": round(med["head/full"] / med["step/full"], 3),
         "raw_ms": {f"{k}/{v}": [round(t * 1e3, 3) for t in ts] for (k, v), ts in times.items()},
     }
@@ -168,9 +186,9 @@ def to_markdown(r: dict) -> str:
         "",
         "| vocabulary | lm_head + argmax (ms) | head speed-up | MTP module + head (ms) | draft-step speed-up |",
         "| --- | --- | --- | --- | --- |",
-        f"| full (151,680) | {m['head/full']:.2f} | 1.00x | {m['step/full']:.2f} | 1.00x |",
+        f"| full ({c['vocab']:,}) | {m['head/full']:.2f} | 1.00x | {m['step/full']:.2f} | 1.00x |",
     ]
-    for v, n in MAP_SIZES.items():
+    for v, n in c["map_sizes"].items():
         lines.append(
             f"| {v} ({n:,}) | {m[f'head/{v}']:.2f} | {r['head_speedup_vs_full'][v]:.2f}x | "
             f"{m[f'step/{v}']:.2f} | {r['step_speedup_vs_full'][v]:.2f}x |"
