@@ -428,6 +428,8 @@ def validate(fa: FinetuneArguments, ta) -> None:
         raise FinetuneConfigError("--output_dir is required")
     if not 0.0 <= fa.eval_fraction < 1.0:
         raise FinetuneConfigError(f"eval_fraction must be in [0, 1), got {fa.eval_fraction}")
+    if getattr(ta, "gradient_checkpointing", False):
+        raise FinetuneConfigError("gradient_checkpointing is not supported: only the one-layer head trains")
     if not Path(fa.model_path).exists():
         raise FinetuneConfigError(f"model_path not found: {fa.model_path}")
 
