@@ -271,3 +271,11 @@ def test_config_parse_and_load(tmp_path, byte_tok):
 def test_config_errors(raw, match):
     with pytest.raises(VocabMapError, match=match):
         DraftVocabConfig.parse(raw)
+
+
+def test_hub_map_fails_clearly_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(VocabMapError, match=r"could not fetch maps/en\.pt from hub repo someone/maps .*offline\?"):
+        resolve_map_path("hf://someone/maps/maps/en.pt")
+    with pytest.raises(VocabMapError, match=r"expected hf://owner/repo/path/to/map.pt"):
+        resolve_map_path("hf://only-owner/file.pt")

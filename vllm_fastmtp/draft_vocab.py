@@ -92,8 +92,39 @@ def shipped_maps() -> list[str]:
         return []
 
 
+HUB_PREFIX = "hf://"
+
+
+def _from_hub(spec: str) -> Path:
+    """``hf://owner/repo/path/map.pt[@revision]`` -> a local copy (with its sidecar, if the repo has one)."""
+    rest = spec[len(HUB_PREFIX) :]
+    rest, _, revision = rest.partition("@")
+    parts = rest.split("/")
+    if len(parts) < 3 or not all(parts):
+        raise VocabMapError(f"{spec!r}: expected hf://owner/repo/path/to/map.pt[@revision]")
+    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    try:
+        from huggingface_hub import hf_hub_download
+    except ModuleNotFoundError:
+        raise VocabMapError(f"{spec!r}: loading maps from the hub needs huggingface-hub (pip install huggingface-hub)") from None
+    try:
+        local = Path(hf_hub_download(repo_id, filename, revision=revision or None))
+    except Exception as e:  # offline, missing repo/file, auth: all end the same way for the caller
+        raise VocabMapError(
+            f"{spec!r}: could not fetch {filename} from hub repo {repo_id} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'no detail'}); offline? download it and pass a local path"
+        ) from e
+    try:
+        hf_hub_download(repo_id, str(sidecar_path(filename)), revision=revision or None)
+    except Exception:
+        logger.info("%s: no sidecar in the repo; map checked without tokenizer metadata", spec)
+    return local
+
+
 def resolve_map_path(name_or_path: str | Path) -> Path:
-    """A path on disk, or a shipped map's short name (``"qwen2-en-32k"``) -> the file inside the package."""
+    """A path on disk, a shipped map's short name (``"qwen2-en-32k"``) or ``hf://owner/repo/file.pt``."""
+    if isinstance(name_or_path, str) and name_or_path.startswith(HUB_PREFIX):
+        return _from_hub(name_or_path)
     p = Path(name_or_path)
     if p.exists():
         return p
