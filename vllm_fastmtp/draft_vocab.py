@@ -461,8 +461,14 @@ class PrunedDraftHead:
 
     def argmax(self, hidden: torch.Tensor, langs: Sequence[str]) -> torch.Tensor:
         """Greedy draft tokens (full-vocabulary ids), each row scored only over its language's map."""
+        groups = self._groups(langs, hidden.shape[0])
+        if len(groups) == 1:  # the common case: no gather/scatter of rows
+            (lang,) = groups
+            local = self.sub_logits(hidden, lang).argmax(dim=-1)
+            ids = self.ids[lang]
+            return local if ids is None else ids[local]
         out = torch.empty(hidden.shape[0], dtype=torch.long, device=hidden.device)
-        for lang, rows in self._groups(langs, hidden.shape[0]).items():
+        for lang, rows in groups.items():
             rows = rows.to(hidden.device)
             local = self.sub_logits(hidden.index_select(0, rows), lang).argmax(dim=-1)
             ids = self.ids[lang]
