@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -182,7 +183,10 @@ def to_markdown(r: dict) -> str:
         f"`python -m benchmarks.draft_vocab_cost --reps {c['reps']} --dtype {c['dtype']} --context {c['context']}` — "
         f"MiMo-7B shapes (vocab {c['vocab']}, hidden {c['hidden']}, MLP {c['intermediate']}, {c['heads']}/{c['kv_heads']} heads "
         f"x {c['head_dim']}), batch 1, KV context {c['context']}, dtype {c['dtype']} (CPU bf16 support: {c['cpu_bf16']}), "
-        f"{c['torch_threads']} torch threads, torch {c['torch']}. Medians of {c['reps']} interleaved repetitions.",
+        f"{c['torch_threads']} torch threads, torch {c['torch']}. Medians of {c['reps']} interleaved repetitions."
+        + (f" Machine load (1-min average, before/after): {c['load_avg_1min'][0]}/{c['load_avg_1min'][1]} "
+           f"on {c['cpu_count']} cores: absolute times are inflated by other processes; the ratios, measured "
+           "side by side, are the result." if "load_avg_1min" in c else ""),
         "",
         "| vocabulary | lm_head + argmax (ms) | head speed-up | MTP module + head (ms) | draft-step speed-up |",
         "| --- | --- | --- | --- | --- |",
@@ -210,8 +214,12 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     dtype = a.dtype if a.dtype != "auto" else ("bf16" if cpu_has_bf16() else "fp32")
     t0 = time.time()
+    load_before = os.getloadavg()[0]
     r = run(a.reps, dtype, a.context)
     r["config"]["wall_s"] = round(time.time() - t0, 1)
+    # Other processes share the cores: the 1-minute load says how busy the machine was around the run.
+    r["config"]["load_avg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    r["config"]["cpu_count"] = os.cpu_count()
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "draft_vocab_cost.json").write_text(json.dumps(r, indent=2) + "\n")
