@@ -71,6 +71,8 @@ def main(job_path: str, result_path: str) -> None:
         ignore_eos=job.get("ignore_eos", True),
         n=job.get("n", 1),
         seed=job.get("sampling_seed"),
+        top_k=job.get("top_k", 0),
+        detokenize=job.get("detokenize", True),
     )
     if "prompt_token_ids" in job:
         prompts = [{"prompt_token_ids": ids} for ids in job["prompt_token_ids"]]
