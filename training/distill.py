@@ -21,7 +21,10 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+
+from tqdm import tqdm
 
 from training.prompts import FORMATS, Conversation, PromptFormatError, load_inputs
 
@@ -335,7 +338,10 @@ def request_seed(seed: int, item_id: str, turn: int) -> int:
 class ChunkGenerator:
     """Owns one vLLM engine; turns a chunk of work items into finished records."""
 
-    def __init__(self, llm_kwargs: dict, sampling: dict, seed: int, renderer: Renderer, record_base: dict):
+    def __init__(
+        self, llm_kwargs: dict, sampling: dict, seed: int, renderer: Renderer, record_base: dict,
+        turn_progress: bool = False,
+    ):
         from vllm import LLM
 
         self.llm = LLM(**llm_kwargs)
@@ -344,6 +350,8 @@ class ChunkGenerator:
         self.seed = seed
         self.render = renderer
         self.record_base = record_base
+        # vLLM's own bar per turn: shows movement (and tok/s) inside a large chunk.
+        self.use_tqdm = partial(tqdm, leave=False, position=1, file=sys.stderr) if turn_progress else False
 
     def generate(self, items: list[WorkItem]) -> list[dict]:
         from vllm import SamplingParams
@@ -377,7 +385,7 @@ class ChunkGenerator:
                 owners.append(it)
             if not prompts:
                 break
-            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            outputs = self.llm.generate(prompts, params, use_tqdm=self.use_tqdm)
             for it, out in zip(owners, outputs):
                 st = state[it.id]
                 comp = out.outputs[0]
@@ -603,8 +611,6 @@ def main(argv: list[str] | None = None) -> int:
     generated = completion_tokens = 0
     per_replica: Counter = Counter()
     if todo:
-        from tqdm import tqdm
-
         chunks = [todo[i : i + args.chunk_size] for i in range(0, len(todo), args.chunk_size)]
         bar = tqdm(total=len(todo), unit="conv", desc="distill", disable=args.no_progress, file=sys.stderr)
 
@@ -617,7 +623,9 @@ def main(argv: list[str] | None = None) -> int:
             bar.set_postfix(tok_s=f"{completion_tokens / max(time.time() - gen_started, 1e-9):.0f}")
 
         if args.data_parallel_size == 1:
-            gen = ChunkGenerator(llm_kwargs, sampling_dict(args), args.seed, renderer, record_base)
+            gen = ChunkGenerator(
+                llm_kwargs, sampling_dict(args), args.seed, renderer, record_base, turn_progress=not args.no_progress
+            )
             gen_started = time.time()
             for chunk in chunks:
                 consume(gen.generate(chunk))
