@@ -12,7 +12,7 @@ mkdir -p runs
 .venv/bin/python -m vllm_fastmtp.tiny_checkpoint "$MODEL" --init counting --head hidden \
   --vocab-size 384 --hidden-size 384 --num-attention-heads 6 --num-key-value-heads 2 >/dev/null
 export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"
-.venv/bin/vllm-fastmtp serve "$MODEL" --host 127.0.0.1 --port "$PORT" --dtype float32 --max-model-len 512 \
+.venv/bin/vllm-fastmtp serve "$MODEL" --host 127.0.0.1 --port "$PORT" --dtype float32 --max-model-len 512 --enforce-eager \
   --served-model-name demo --speculative-config '{"method": "fastmtp", "num_speculative_tokens": 3}' \
   > runs/demo-server.log 2>&1 &
 SERVER=$!
