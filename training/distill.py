@@ -344,7 +344,9 @@ class ChunkGenerator:
     ):
         from vllm import LLM
 
-        self.llm = LLM(**llm_kwargs)
+        from vllm_fastmtp.vllm_compat import cpu_engine_workarounds
+
+        self.llm = LLM(**{**cpu_engine_workarounds(), **llm_kwargs})
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.sampling = sampling
         self.seed = seed

