@@ -174,3 +174,27 @@ def test_split_options_unit():
         split_speculative_config({"draft_vocab": {"maps": {"en": "a.pt"}}, "draft_sample_method": "probabilistic"},
                                  vllm_keys)
     assert split_speculative_config({"draft_vocab": None}, vllm_keys)[1].draft_vocab is None
+
+
+def test_bad_vocab_maps_fail_at_config_time(tiny_random_mimo, tmp_path):
+    """Checked while the engine config is built, before any engine process: the file is named."""
+    import torch
+
+    from vllm_fastmtp.draft_vocab import VocabMapError
+
+    too_big = tmp_path / "too_big.pt"
+    torch.save([1, 2, 9999], too_big)
+    with pytest.raises(VocabMapError, match=r"too_big.pt.*9999"):
+        _engine_config(tiny_random_mimo, {"method": "fastmtp", "draft_vocab": {"maps": {"en": str(too_big)}}})
+    dup = tmp_path / "dup.pt"
+    torch.save([5, 6, 5], dup)
+    with pytest.raises(VocabMapError, match="dup.pt"):
+        _engine_config(tiny_random_mimo, {"method": "fastmtp", "draft_vocab": {"maps": {"en": str(dup)}}})
+    with pytest.raises(VocabMapError, match="qwen2-en-32k"):  # a shipped map built for another tokenizer
+        _engine_config(tiny_random_mimo, {"method": "fastmtp", "draft_vocab": {"maps": {"en": "qwen2-en-32k"}}})
+    good = tmp_path / "good.pt"
+    torch.save(list(range(200)), good)
+    from vllm_fastmtp.vllm_compat import fastmtp_options
+
+    opts = fastmtp_options(_engine_config(tiny_random_mimo, {"method": "fastmtp", "draft_vocab": {"maps": {"en": str(good)}}}))
+    assert opts["draft_vocab"]["maps"] == {"en": str(good.resolve())}

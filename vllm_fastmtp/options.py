@@ -36,15 +36,6 @@ class FastMTPOptions:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "FastMTPOptions":
-        dv = d.get("draft_vocab")
-        return cls(
-            num_speculative_tokens=d["num_speculative_tokens"],
-            hidden_state=d.get("hidden_state"),
-            draft_vocab=DraftVocabConfig(**dv) if dv else None,
-        )
-
 
 def split_speculative_config(raw: Mapping[str, Any], vllm_keys: set[str]) -> tuple[dict, FastMTPOptions]:
     """Separate and validate the FastMTP keys of a fastmtp speculative config.

@@ -173,6 +173,30 @@ def _select_v1_runner() -> None:
         )
 
 
+def _check_draft_vocab(draft_vocab, target, parallel) -> None:
+    """Validate every map against the model's tokenizer before any engine process starts, and pin resolved
+    absolute paths so workers with another working directory load the same files."""
+    if draft_vocab is None:
+        return
+    if parallel is not None and parallel.tensor_parallel_size > 1:
+        raise FastMTPConfigError(
+            "speculative_config.draft_vocab is not supported with tensor parallelism yet: vLLM shards the "
+            "shared lm_head by vocabulary, and the pruned draft head would need a shard-aware gather. "
+            'Use "draft_vocab": null (full-vocabulary drafting) with tensor_parallel_size > 1.'
+        )
+    from transformers import AutoTokenizer
+
+    from vllm_fastmtp.draft_vocab import load_vocab_map, resolve_map_path, tokenizer_fingerprint
+
+    fingerprint = tokenizer_fingerprint(AutoTokenizer.from_pretrained(str(target.tokenizer)))
+    for m in draft_vocab.maps.values():
+        if m is not None:
+            load_vocab_map(m, vocab_size=target.get_vocab_size(), fingerprint=fingerprint)
+    draft_vocab.maps = {
+        lang: None if m is None else str(resolve_map_path(m).resolve()) for lang, m in draft_vocab.maps.items()
+    }
+
+
 def _resolve_options(spec_config, opts: FastMTPOptions) -> dict:
     from vllm_fastmtp.conventions import hidden_state_from_config
 
@@ -180,32 +204,12 @@ def _resolve_options(spec_config, opts: FastMTPOptions) -> dict:
     hidden_state = opts.hidden_state or hidden_state_from_config(
         draft_hf, source=f"{spec_config.draft_model_config.model}/config.json"
     )
-    target = spec_config.target_model_config
-    draft_vocab = opts.draft_vocab
-    if draft_vocab is not None:
-        parallel = spec_config.target_parallel_config
-        if parallel is not None and parallel.tensor_parallel_size > 1:
-            raise FastMTPConfigError(
-                "speculative_config.draft_vocab is not supported with tensor parallelism yet: vLLM shards the "
-                "shared lm_head by vocabulary, and the pruned draft head would need a shard-aware gather. "
-                'Use "draft_vocab": null (full-vocabulary drafting) with tensor_parallel_size > 1.'
-            )
-        # Validate every map against this model's tokenizer now, before any engine process starts, and pin
-        # resolved absolute paths so workers with another working directory load the same files.
-        from transformers import AutoTokenizer
-
-        from vllm_fastmtp.draft_vocab import resolve_map_path
-
-        draft_vocab.load(AutoTokenizer.from_pretrained(str(target.tokenizer)), target.get_vocab_size())
-        draft_vocab.maps = {
-            lang: None if m is None else str(resolve_map_path(m).resolve()) for lang, m in draft_vocab.maps.items()
-        }
     resolved = FastMTPOptions(
         num_speculative_tokens=spec_config.num_speculative_tokens,
         hidden_state=hidden_state,
-        draft_vocab=draft_vocab,
+        draft_vocab=opts.draft_vocab,  # validated and resolved by _check_draft_vocab
     ).to_dict()
-    resolved["tokenizer"] = str(target.tokenizer)
+    resolved["tokenizer"] = str(spec_config.target_model_config.tokenizer)
     return resolved
 
 
@@ -286,8 +290,9 @@ def _patch_engine_args(vllm_version: str) -> None:
             raw.setdefault("num_speculative_tokens", self.spec_tokens)
             self.spec_tokens = None
         vllm_dict, opts = split_speculative_config(raw, vllm_keys)
-        # Checked here as well as in __post_init__: pydantic would wrap the error raised there.
+        # Checked here, not in __post_init__, where pydantic would wrap the errors.
         _check_target_has_mtp_layer(target_model_config)
+        _check_draft_vocab(opts.draft_vocab, target_model_config, target_parallel_config)
         vllm_dict.update(target_model_config=target_model_config, target_parallel_config=target_parallel_config)
         self.speculative_config = vllm_dict
         # Hand the validated options to __post_init__ (SpeculativeConfig forbids extra constructor keys).
