@@ -245,9 +245,9 @@ def _patch_speculative_config(vllm_version: str) -> None:
         check_vllm_version()
         if self.target_model_config is None:
             raise FastMTPConfigError("method 'fastmtp' needs the target model config (the draft is its MTP layer)")
-        _check_target_has_mtp_layer(self.target_model_config)
         opts = getattr(self, "_fastmtp_pending", None)
         if opts is None:  # SpeculativeConfig(method="fastmtp", ...) built directly, not through EngineArgs
+            _check_target_has_mtp_layer(self.target_model_config)
             _, opts = split_speculative_config(
                 {"num_speculative_tokens": self.num_speculative_tokens}, set(fields)
             )
