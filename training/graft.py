@@ -33,7 +33,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-MTP_PREFIX = "model.mtp_layers.0."
+from vllm_fastmtp.conventions import MTP_PREFIX
+
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 INITS = ("last_layer", "random")
 DTYPES = ("float32", "bfloat16", "float16")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vllm_fastmtp.conventions import MTP_PREFIX
 from vllm_fastmtp.options import FastMTPConfigError
 
 MTP_ARCHITECTURE = "MiMoForCausalLM"
-MTP_PREFIX = "model.mtp_layers.0."
 
 
 class NoMTPLayerError(FastMTPConfigError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+MTP_PREFIX = "model.mtp_layers.0."  # the one MTP layer's tensors in a MiMo-format checkpoint
 CONFIG_KEY = "fastmtp"  # top-level key in the checkpoint's config.json
 HIDDEN_STATE_FIELD = "hidden_state"
 POST_NORM = "post_norm"  # main model's last hidden state after model.norm (FastMTP training, SGLang)

@@ -38,9 +38,9 @@ from transformers.models.qwen2.modeling_qwen2 import (
     repeat_kv,
 )
 
-from vllm_fastmtp.conventions import HIDDEN_STATE_CHOICES, POST_NORM, PRE_NORM
+from vllm_fastmtp.conventions import HIDDEN_STATE_CHOICES, MTP_PREFIX, POST_NORM, PRE_NORM
 
-CHECKPOINT_PREFIX = "model.mtp_layers.0."
+CHECKPOINT_PREFIX = MTP_PREFIX
 
 
 class MissingMTPHeadError(RuntimeError):
