@@ -120,6 +120,40 @@ def test_random_init_and_dtype(tmp_path):
     assert json.loads((out / "config.json").read_text())["torch_dtype"] == "bfloat16"
 
 
+def test_trained_head_file_is_grafted_with_its_convention_and_bad_files_are_refused(tmp_path):
+    """A head exported by training.finetune (--export head) replaces the fresh head, and its fastmtp record
+    reaches config.json (the plugin reads the hidden-state convention from there)."""
+    from training.finetune import export_head_only
+    from training.graft import HeadFileError
+    from vllm_fastmtp.conventions import hidden_state_from_config
+
+    src = _tiny_source(tmp_path / "src", "llama")
+    donor = load_file(str(graft_mtp_head(src, tmp_path / "donor", init="random") / "model.safetensors"))
+    head = {k: v.to(torch.bfloat16) for k, v in donor.items() if k.startswith(MTP_PREFIX)}
+    good = export_head_only(tmp_path / "head.safetensors", head, {"hidden_state": "pre_norm", "K": 3})
+    out = graft_mtp_head(src, tmp_path / "out", head_file=good)
+    t = load_file(str(out / "model.safetensors"))
+    for k, v in head.items():
+        assert torch.equal(t[k], v.float()), k
+    cfg = json.loads((out / "config.json").read_text())
+    assert hidden_state_from_config(cfg) == "pre_norm" and cfg["fastmtp"]["K"] == 3
+
+    short = dict(head)
+    short.pop(MTP_PREFIX + "input_proj.weight")
+    wide = dict(head, **{MTP_PREFIX + "input_proj.weight": torch.zeros(64, 64)})
+    pickled = tmp_path / "head.pt"
+    torch.save(head, pickled)
+    cases = [
+        (export_head_only(tmp_path / "short.safetensors", short, {}), "missing .*input_proj"),
+        (export_head_only(tmp_path / "wide.safetensors", wide, {}), r"input_proj.weight has shape \(64, 64\); this model needs \(64, 128\)"),
+        (pickled, "expected an existing .safetensors head file"),
+    ]
+    for i, (bad, msg) in enumerate(cases):
+        with pytest.raises(HeadFileError, match=msg):
+            graft_mtp_head(src, tmp_path / f"bad{i}", head_file=bad)
+        assert not (tmp_path / f"bad{i}").exists()  # nothing written
+
+
 def test_existing_head_is_refused_unless_forced(tmp_path):
     src = _tiny_source(tmp_path / "src", "llama")
     first = graft_mtp_head(src, tmp_path / "first")

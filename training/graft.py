@@ -33,7 +33,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from vllm_fastmtp.conventions import MTP_PREFIX
+from vllm_fastmtp.conventions import CONFIG_KEY, MTP_PREFIX
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 INITS = ("last_layer", "random")
@@ -66,6 +66,10 @@ class ExistingMTPHeadError(GraftError):
 
 class OutputNotEmptyError(GraftError):
     pass
+
+
+class HeadFileError(GraftError):
+    """A trained head file does not fit the model; the message names the file and tensor."""
 
 
 # ----------------------------------------------------------------------------------------------- source
@@ -264,6 +268,36 @@ def make_head(tensors: dict[str, torch.Tensor], cfg: dict, init: str, seed: int 
     return head
 
 
+def load_head_file(path, expected: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """A head-only file (``training.finetune --export head``): its tensors, checked name by name and shape by
+    shape against the head this model needs, and its ``fastmtp`` record (safetensors metadata), if any."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise HeadFileError(f"{path}: expected an existing .safetensors head file (training.finetune --export head)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = set(f.keys())
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in names}
+    except Exception as e:  # safetensors raises its own error types for a corrupt header
+        raise HeadFileError(f"{path}: not a readable safetensors file ({e})") from e
+    missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected))
+    if missing or unexpected:
+        raise HeadFileError(f"{path}: head tensors do not match this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for k, v in expected.items():
+        if tuple(tensors[k].shape) != tuple(v.shape):
+            raise HeadFileError(f"{path}: tensor {k} has shape {tuple(tensors[k].shape)}; this model needs {tuple(v.shape)}")
+    record = None
+    if CONFIG_KEY in meta:
+        try:
+            record = json.loads(meta[CONFIG_KEY])
+        except json.JSONDecodeError as e:
+            raise HeadFileError(f"{path}: metadata field {CONFIG_KEY!r} is not JSON ({e})") from e
+        if not isinstance(record, dict):
+            raise HeadFileError(f"{path}: metadata field {CONFIG_KEY!r} must be a JSON object")
+    return {k: v.float() for k, v in tensors.items()}, record
+
+
 def _save_sharded(tensors: dict[str, torch.Tensor], out: Path) -> None:
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
@@ -301,11 +335,15 @@ def _write_tokenizer(src_dir: Path, gguf: Path | None, out: Path, cfg: dict) -> 
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2))
 
 
-def graft_mtp_head(source, out_dir, init: str = "last_layer", dtype: str | None = None, force: bool = False) -> Path:
-    """Write ``out_dir``: the source model in MiMo/Qwen2 layout with a fresh MTP head; returns its path.
+def graft_mtp_head(
+    source, out_dir, init: str = "last_layer", dtype: str | None = None, force: bool = False, head_file=None
+) -> Path:
+    """Write ``out_dir``: the source model in MiMo/Qwen2 layout with an MTP head; returns its path.
 
     ``dtype`` (float32 | bfloat16 | float16) defaults to the source's (float32 for GGUF, which is dequantised).
-    ``force`` replaces an existing MTP head instead of refusing.
+    ``force`` replaces an existing MTP head instead of refusing. ``head_file``: a trained head
+    (``training.finetune --export head``) to use instead of ``init``; its ``fastmtp`` record (the hidden-state
+    convention it was trained with) goes into config.json, so the plugin serves it as trained.
     """
     source, out = Path(source), Path(out_dir)
     if init not in INITS:
@@ -336,7 +374,11 @@ def graft_mtp_head(source, out_dir, init: str = "last_layer", dtype: str | None 
         # vLLM's MTP drafter loads lm_head.weight from the checkpoint (then shares the target's), so a tied
         # model still needs the tensor on disk; it equals the embedding, so tying stays exact.
         tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"].clone()
-    tensors.update(make_head(tensors, cfg, init))
+    head = make_head(tensors, cfg, init)
+    record = None
+    if head_file is not None:
+        head, record = load_head_file(head_file, head)
+    tensors.update(head)
     torch_dtype = getattr(torch, out_dtype)
     tensors = {k: v.to(torch_dtype).contiguous() for k, v in tensors.items()}
 
@@ -344,7 +386,10 @@ def graft_mtp_head(source, out_dir, init: str = "last_layer", dtype: str | None 
     try:
         _write_tokenizer(src_dir, gguf, out, cfg)
         _save_sharded(tensors, out)
-        (out / "config.json").write_text(json.dumps(qwen2_config(cfg, out_dtype), indent=2))
+        out_cfg = qwen2_config(cfg, out_dtype)
+        if record is not None:
+            out_cfg[CONFIG_KEY] = record
+        (out / "config.json").write_text(json.dumps(out_cfg, indent=2))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # never leave a half-written checkpoint that looks complete
         raise
@@ -358,9 +403,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     p.add_argument("--init", choices=INITS, default="last_layer")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="default: the source's (float32 for GGUF)")
     p.add_argument("--force", action="store_true", help="replace an existing MTP head")
+    p.add_argument("--head", default=None, help="trained head file (training.finetune --export head) instead of --init")
     a = p.parse_args(None if argv is None else list(argv))
     try:
-        out = graft_mtp_head(a.source, a.out_dir, init=a.init, dtype=a.dtype, force=a.force)
+        out = graft_mtp_head(a.source, a.out_dir, init=a.init, dtype=a.dtype, force=a.force, head_file=a.head)
     except GraftError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,43 @@
+"""training.synth_prompts: offline training prompts that distill can read and that never reuse benchmark text."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from benchmarks.questions import bundled_paths, check_no_overlap
+from training.prompts import parse_input_spec, read_prompts
+from training.synth_prompts import main
+
+
+def test_prompt_files_are_deterministic_readable_and_disjoint_from_the_benchmarks(tmp_path, capsys):
+    args = ["--general", "120", "--math", "60", "--code", "40", "--chinese", "50", "--seed", "3"]
+    assert main([str(tmp_path / "a"), *args]) == 0
+    assert main([str(tmp_path / "b"), *args]) == 0
+    files = {c: tmp_path / "a" / f"{c}.jsonl" for c in ("general", "math", "code", "chinese")}
+    for c, f in files.items():
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), c  # same seed, same prompts
+    assert main([str(tmp_path / "c"), *args[:-1], "4"]) == 0
+    assert (tmp_path / "c" / "general.jsonl").read_bytes() != files["general"].read_bytes()
+
+    convs = {c: read_prompts(parse_input_spec(str(f))) for c, f in files.items()}
+    assert {c: len(v) for c, v in convs.items()} == {"general": 120, "math": 60, "code": 40, "chinese": 50}
+    for c, v in convs.items():
+        assert all(x.category == c and len(x.user_turns) == 1 for x in v)
+        assert len({x.user_turns[0] for x in v}) == len(v)  # no duplicates
+    assert all(re.search(r"[\u4e00-\u9fff]", x.user_turns[0]) for x in convs["chinese"])
+    blocks = [re.search(r"```python\n(.*)\n```", x.user_turns[0], re.S) for x in convs["code"]]
+    assert sum(b is not None for b in blocks) > 0  # standard-library functions, HumanEval framing
+    for b in blocks:
+        if b is not None:
+            ast.parse(b.group(1))  # the signature + docstring is valid Python
+    check_no_overlap(list(files.values()), bundled_paths())  # raises if a benchmark prompt leaked in
+
+
+def test_negative_count_is_refused(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--math", "-1"])
+    assert "counts must be >= 0: math" in capsys.readouterr().err
+    assert not tmp_path.joinpath("math.jsonl").exists()

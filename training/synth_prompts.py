@@ -1,0 +1,216 @@
+"""Training prompts that exist offline, for self-distillation when no prompt dataset can be downloaded.
+
+Self-distillation only needs prompts that look like what the model will be asked at serving time: the answers
+come from the model itself. With no Hugging Face hub here, this writes four prompt files (Spec-Bench ``turns``
+format) from material that ships with Python and this module, in the shape of the benchmark tasks but never
+their text (``benchmarks.questions`` checks the overlap before a benchmark runs):
+
+* ``general``  writing / explanation / advice / comparison / role-play templates over a topic list
+* ``math``     arithmetic word problems with seeded random numbers (GSM8K-like, answers not needed)
+* ``code``     "complete this function" from the signatures and docstrings of the Python standard library's
+               own pure-Python functions (HumanEval's framing), plus short "write a function that" tasks
+* ``chinese``  Chinese instruction templates over a Chinese topic list
+
+Deterministic for a given ``--seed``. Online users should prefer real prompt sets (``hf:`` inputs of distill).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import random
+import sysconfig
+from pathlib import Path
+
+TOPICS = """photosynthesis|the water cycle|black holes|volcanoes|plate tectonics|the immune system|vaccines|climate change
+|renewable energy|solar panels|electric cars|the printing press|the Roman Empire|ancient Egypt|the Renaissance
+|the Industrial Revolution|World War I|the Cold War|the moon landing|the internet|social media|smartphones
+|artificial intelligence|machine learning|cloud computing|cybersecurity|cryptography|blockchain|quantum computing
+|the stock market|inflation|interest rates|budgeting|saving for retirement|starting a small business|marketing
+|job interviews|remote work|time management|public speaking|learning a new language|reading habits|sleep
+|healthy eating|running|yoga|meditation|stress|friendship|parenting|pets|dogs|cats|gardening|cooking pasta
+|baking bread|coffee|tea|chocolate|travel in Japan|visiting Paris|hiking|camping|the ocean|coral reefs|rainforests
+|deserts|bees|birds|whales|dinosaurs|evolution|DNA|the human brain|the heart|antibiotics|nutrition|recycling
+|plastic pollution|urban planning|public transport|bicycles|architecture|music theory|jazz|classical music
+|painting|photography|film making|poetry|Shakespeare|mythology|philosophy|ethics|democracy|elections|human rights
+|the French Revolution|the Silk Road|the history of mathematics|prime numbers|probability|statistics|geometry
+|algebra|the speed of light|gravity|magnetism|electricity|batteries|semiconductors|rockets|satellites|Mars
+|the solar system|weather forecasting|earthquakes|tsunamis|agriculture|water scarcity|chess|football|basketball
+|the Olympic Games|video games|board games|writing a novel|journalism|libraries|museums|online learning
+|teamwork|leadership|negotiation|customer service|email etiquette|open source software|databases|operating systems
+|computer networks|web browsers|programming languages|version control|testing software|robots|3D printing""".replace(
+    "\n", ""
+).split("|")
+
+GENERAL = [
+    "Explain {t} to a ten-year-old.",
+    "Write a short blog post about {t}.",
+    "What are the three most important facts about {t}? Explain each briefly.",
+    "Give me five practical tips related to {t}.",
+    "Write a persuasive paragraph arguing that everyone should learn about {t}.",
+    "Compare {t} and {u}: how are they similar and how are they different?",
+    "Write a short story in which {t} plays a central role.",
+    "Imagine you are a university professor. Give a short introductory lecture on {t}.",
+    "What are common misconceptions about {t}, and what is actually true?",
+    "Summarize the history of {t} in one paragraph.",
+    "Write a poem about {t}.",
+    "Draft an email to a colleague proposing a workshop on {t}.",
+    "What questions would you ask an expert on {t}? List five and explain why.",
+    "Describe the pros and cons of {t}.",
+    "How might {t} change in the next twenty years?",
+    "Create a lesson plan outline for teaching {t} to high school students.",
+]
+
+CODE_TASKS = """reverse a string without using slicing|count the vowels in a string|check whether a number is prime
+|return the n-th Fibonacci number|merge two sorted lists into one sorted list|remove duplicates from a list while keeping order
+|find the second largest number in a list|check whether a string is a palindrome|flatten a nested list
+|compute the greatest common divisor of two integers|convert a Roman numeral to an integer|count word frequencies in a text
+|rotate a list by k positions|transpose a matrix given as a list of lists|check whether two strings are anagrams
+|return all subsets of a list|compute the running sum of a list|find the longest common prefix of a list of strings
+|validate that parentheses in a string are balanced|convert Celsius to Fahrenheit for a list of values
+|group a list of words by their first letter|implement binary search on a sorted list|compute the factorial of n iteratively
+|return the indices of two numbers that add up to a target|chunk a list into pieces of size n|capitalize every word in a sentence
+|find the most common element in a list|compute the dot product of two vectors|parse a CSV line into fields
+|sum the digits of an integer""".replace("\n", "").split("|")
+
+CODE_TEMPLATES = [
+    "Write a Python function to {t}. Include a docstring and a short example.",
+    "Write a Python function that can {t}, then explain its time complexity.",
+]
+
+CODE_HEADER = "Complete the following Python function. Reply with the full function in a Python code block.\n\n```python\n{src}\n```"
+
+MATH = [
+    ("A shop sells pens for ${a} each and notebooks for ${b} each. Lena buys {c} pens and {d} notebooks. How much does she pay?", {}),
+    ("A car travels {a0} kilometres in {c} hours. At the same speed, how far does it travel in {d} hours?", {}),
+    ("Sam has {a0} apples. He gives {c} to each of his {d} friends. How many apples does he have left, if he can?", {}),
+    ("A rectangle is {c} metres long and {d} metres wide. What are its area and perimeter?", {}),
+    ("A class has {a0} students and {c} of them are absent. What percentage of the class is present?", {}),
+    ("A recipe needs {c} eggs for {d} people. How many eggs are needed for {a} people?", {}),
+    ("Anna saves ${c} every week. How many weeks does she need to save ${a0}?", {}),
+    ("A tank holds {a0} litres and leaks {c} litres per hour. How long until it is empty?", {}),
+    ("The price of a jacket is ${a0}. It is discounted by {c}%. What is the new price?", {}),
+    ("Three friends share a bill of ${a0} equally and add a {c}% tip. How much does each pay?", {}),
+    ("A number multiplied by {c} and then increased by {d} gives {e}. What is the number?", {}),
+    ("A train leaves at {c}:00 and arrives {d} hours and {b} minutes later. When does it arrive?", {}),
+    ("Solve for x: {c}x + {d} = {e}.", {}),
+    ("What is the sum of all integers from 1 to {a0}?", {}),
+    ("A bag has {c} red and {d} blue marbles. What is the probability of drawing a red marble?", {}),
+]
+
+ZH_TOPICS = """春节|中秋节|长江|黄河|熊猫|茶文化|中国书法|京剧|唐诗|宋词|故宫|丝绸之路|高铁|移动支付|人工智能|环境保护|垃圾分类
+|健康饮食|运动健身|学习方法|时间管理|读书|旅游|家庭教育|城市交通|互联网|手机|气候变化|太阳能|农业|中医|围棋|足球|音乐|电影|绘画
+|科学研究|航天|月球|海洋|森林|动物保护|友谊|工作面试|创业|理财|睡眠|咖啡|饺子|火锅|熊猫保护|儿童教育|老年生活|网络安全|编程""".replace(
+    "\n", ""
+).split("|")
+
+ZH = [
+    "请简单介绍一下{t}。",
+    "写一篇关于{t}的短文。",
+    "关于{t}，有哪些常见的误解？",
+    "请给出三条关于{t}的建议，并分别解释。",
+    "用通俗的语言向小学生解释{t}。",
+    "比较{t}和{u}的异同。",
+    "写一首关于{t}的小诗。",
+    "{t}对现代生活有什么影响？",
+    "如果你是一名老师，你会怎样讲解{t}？",
+    "请列出与{t}有关的五个关键词，并解释每一个。",
+]
+
+
+def _general(rng: random.Random, n: int) -> list[str]:
+    out = set()
+    while len(out) < n:
+        t, u = rng.sample(TOPICS, 2)
+        out.add(rng.choice(GENERAL).format(t=t, u=u))
+    return sorted(out)
+
+
+def _chinese(rng: random.Random, n: int) -> list[str]:
+    out = set()
+    n = min(n, len(ZH) * len(ZH_TOPICS))
+    while len(out) < n:
+        t, u = rng.sample(ZH_TOPICS, 2)
+        out.add(rng.choice(ZH).format(t=t, u=u))
+    return sorted(out)
+
+
+def _math(rng: random.Random, n: int) -> list[str]:
+    out = set()
+    while len(out) < n:
+        tpl, _ = rng.choice(MATH)
+        c, d = rng.randint(2, 12), rng.randint(2, 9)
+        vals = dict(a=rng.randint(3, 40), a0=rng.randint(2, 30) * c * d, b=rng.randint(5, 55), c=c, d=d, e=c * rng.randint(2, 20) + d)
+        out.add(tpl.format(**vals) + rng.choice(["", " Explain your steps.", " Show your work."]))
+    return sorted(out)
+
+
+def stdlib_functions(limit: int, rng: random.Random) -> list[str]:
+    """Signature + docstring of public module-level functions in the standard library's pure-Python modules."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    found = []
+    for path in sorted(root.glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        for node in tree.body:
+            if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
+                continue
+            doc = ast.get_docstring(node)
+            if not doc or len(doc) < 40 or len(doc) > 600:
+                continue
+            node.body = [ast.Expr(ast.Constant(doc))]
+            node.decorator_list = []
+            src = ast.unparse(node)
+            if len(src) < 900:
+                found.append(src)
+    rng.shuffle(found)
+    return found[:limit]
+
+
+def _code(rng: random.Random, n: int) -> list[str]:
+    """Mostly function completion (the benchmark's framing); "write a function" tasks take at most a quarter."""
+    tasks = [tpl.format(t=t) for t in CODE_TASKS for tpl in CODE_TEMPLATES]
+    funcs = [CODE_HEADER.format(src=s) for s in stdlib_functions(n - min(len(tasks), n // 4), rng)]
+    tasks = rng.sample(tasks, min(len(tasks), n - len(funcs)))
+    return sorted(set(funcs + tasks))
+
+
+BUILDERS = {"general": _general, "math": _math, "code": _code, "chinese": _chinese}
+
+
+def write(out_dir: Path, counts: dict[str, int], seed: int) -> dict[str, int]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for cat, n in counts.items():
+        prompts = BUILDERS[cat](random.Random(f"{seed}:{cat}"), n)
+        random.Random(f"{seed}:{cat}:order").shuffle(prompts)
+        tmp = out_dir / f".{cat}.jsonl.tmp"
+        with tmp.open("w", encoding="utf-8") as f:
+            for i, p in enumerate(prompts):
+                f.write(json.dumps({"question_id": f"synth-{cat}-{i}", "category": cat, "turns": [p]}, ensure_ascii=False) + "\n")
+        tmp.replace(out_dir / f"{cat}.jsonl")
+        written[cat] = len(prompts)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out_dir", type=Path)
+    for cat, default in (("general", 800), ("math", 300), ("code", 300), ("chinese", 300)):
+        p.add_argument(f"--{cat}", type=int, default=default, help=f"number of {cat} prompts (default {default})")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    counts = {c: getattr(a, c) for c in BUILDERS}
+    bad = [c for c, n in counts.items() if n < 0]
+    if bad:
+        p.error(f"counts must be >= 0: {', '.join(bad)}")
+    for cat, n in write(a.out_dir, counts, a.seed).items():
+        print(f"{a.out_dir / (cat + '.jsonl')}: {n} prompts" + ("" if n == counts[cat] else f" (asked {counts[cat]}; fewer distinct exist)"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
