@@ -31,6 +31,10 @@ def test_prompt_files_are_deterministic_readable_and_disjoint_from_the_benchmark
     for b in blocks:
         if b is not None:
             ast.parse(b.group(1))  # the signature + docstring is valid Python
+    mixed = read_prompts(parse_input_spec(str(tmp_path / "a" / "mixed.jsonl")))
+    assert sorted(x.user_turns[0] for x in mixed) == sorted(x.user_turns[0] for v in convs.values() for x in v)
+    first = [x.category for x in mixed[:27]]  # 270 prompts: the first tenth keeps each category's share
+    assert {c: first.count(c) for c in convs} == {"general": 12, "math": 6, "code": 4, "chinese": 5}
     check_no_overlap(list(files.values()), bundled_paths())  # raises if a benchmark prompt leaked in
 
 

@@ -11,7 +11,8 @@ their text (``benchmarks.questions`` checks the overlap before a benchmark runs)
                own pure-Python functions (HumanEval's framing), plus short "write a function that" tasks
 * ``chinese``  Chinese instruction templates over a Chinese topic list
 
-Deterministic for a given ``--seed``. Online users should prefer real prompt sets (``hf:`` inputs of distill).
+Also writes ``mixed.jsonl``: all four interleaved in proportion, so ``training.distill --limit N`` (or stopping a
+run early; distill resumes) keeps the category mix of the whole set. Deterministic for a given ``--seed``. Online users should prefer real prompt sets (``hf:`` inputs of distill).
 """
 
 from __future__ import annotations
@@ -181,19 +182,36 @@ def _code(rng: random.Random, n: int) -> list[str]:
 BUILDERS = {"general": _general, "math": _math, "code": _code, "chinese": _chinese}
 
 
+def _write_jsonl(path: Path, lines: list[str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    tmp.replace(path)
+
+
+def interleave(per_cat: dict[str, list[str]]) -> list[str]:
+    """Round-robin in proportion: at every point, each category has used about the same share of its lines."""
+    used = dict.fromkeys(per_cat, 0)
+    out = []
+    for _ in range(sum(map(len, per_cat.values()))):
+        cat = min((c for c in per_cat if used[c] < len(per_cat[c])), key=lambda c: used[c] / len(per_cat[c]))
+        out.append(per_cat[cat][used[cat]])
+        used[cat] += 1
+    return out
+
+
 def write(out_dir: Path, counts: dict[str, int], seed: int) -> dict[str, int]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
+    per_cat = {}
     for cat, n in counts.items():
         prompts = BUILDERS[cat](random.Random(f"{seed}:{cat}"), n)
         random.Random(f"{seed}:{cat}:order").shuffle(prompts)
-        tmp = out_dir / f".{cat}.jsonl.tmp"
-        with tmp.open("w", encoding="utf-8") as f:
-            for i, p in enumerate(prompts):
-                f.write(json.dumps({"question_id": f"synth-{cat}-{i}", "category": cat, "turns": [p]}, ensure_ascii=False) + "\n")
-        tmp.replace(out_dir / f"{cat}.jsonl")
-        written[cat] = len(prompts)
-    return written
+        per_cat[cat] = [
+            json.dumps({"question_id": f"synth-{cat}-{i}", "category": cat, "turns": [p]}, ensure_ascii=False) + "\n"
+            for i, p in enumerate(prompts)
+        ]
+        _write_jsonl(out_dir / f"{cat}.jsonl", per_cat[cat])
+    _write_jsonl(out_dir / "mixed.jsonl", interleave({c: v for c, v in per_cat.items() if v}))
+    return {c: len(v) for c, v in per_cat.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
