@@ -120,21 +120,23 @@ ZH = [
 ]
 
 
-def _general(rng: random.Random, n: int) -> list[str]:
+def _templated(rng: random.Random, n: int, templates: list[str], topics: list[str]) -> list[str]:
+    """Distinct template × topic prompts; at most as many as exist (templates with ``{u}`` take a second topic)."""
+    t = len(topics)
+    n = min(n, sum(t * (t - 1) if "{u}" in tpl else t for tpl in templates))
     out = set()
     while len(out) < n:
-        t, u = rng.sample(TOPICS, 2)
-        out.add(rng.choice(GENERAL).format(t=t, u=u))
+        a, b = rng.sample(topics, 2)
+        out.add(rng.choice(templates).format(t=a, u=b))
     return sorted(out)
+
+
+def _general(rng: random.Random, n: int) -> list[str]:
+    return _templated(rng, n, GENERAL, TOPICS)
 
 
 def _chinese(rng: random.Random, n: int) -> list[str]:
-    out = set()
-    n = min(n, len(ZH) * len(ZH_TOPICS))
-    while len(out) < n:
-        t, u = rng.sample(ZH_TOPICS, 2)
-        out.add(rng.choice(ZH).format(t=t, u=u))
-    return sorted(out)
+    return _templated(rng, n, ZH, ZH_TOPICS)
 
 
 def _math(rng: random.Random, n: int) -> list[str]:
