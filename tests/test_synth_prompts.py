@@ -23,8 +23,10 @@ def test_prompt_files_are_deterministic_readable_and_disjoint_from_the_benchmark
     convs = {c: read_prompts(parse_input_spec(str(f))) for c, f in files.items()}
     assert {c: len(v) for c, v in convs.items()} == {"general": 120, "math": 60, "code": 40, "chinese": 50}
     for c, v in convs.items():
-        assert all(x.category == c and len(x.user_turns) == 1 for x in v)
+        assert all(x.category == c and len(x.user_turns) in ((1, 2) if c == "general" else (1,)) for x in v)
         assert len({x.user_turns[0] for x in v}) == len(v)  # no duplicates
+    two = sum(len(x.user_turns) == 2 for x in convs["general"])
+    assert 0.15 * 120 < two < 0.45 * 120  # about a third get MT-Bench's second turn, built on the first answer
     assert all(re.search(r"[\u4e00-\u9fff]", x.user_turns[0]) for x in convs["chinese"])
     blocks = [re.search(r"```python\n(.*)\n```", x.user_turns[0], re.S) for x in convs["code"]]
     assert sum(b is not None for b in blocks) > 0  # standard-library functions, HumanEval framing

@@ -5,10 +5,12 @@ come from the model itself. With no Hugging Face hub here, this writes four prom
 format) from material that ships with Python and this module, in the shape of the benchmark tasks but never
 their text (``benchmarks.questions`` checks the overlap before a benchmark runs):
 
-* ``general``  writing / explanation / advice / comparison / role-play templates over a topic list
+* ``general``  writing / explanation / advice / comparison / role-play templates over a topic list; about a
+               third get a second user turn (rewrite / summarise / extend), MT-Bench's two-turn shape
 * ``math``     arithmetic word problems with seeded random numbers (GSM8K-like, answers not needed)
 * ``code``     "complete this function" from the signatures and docstrings of the Python standard library's
-               own pure-Python functions (HumanEval's framing), plus short "write a function that" tasks
+               own pure-Python functions and public methods (HumanEval's framing), plus short "write a
+               function that" tasks
 * ``chinese``  Chinese instruction templates over a Chinese topic list
 
 Also writes ``mixed.jsonl``: all four interleaved in proportion, so ``training.distill --limit N`` (or stopping a
@@ -40,7 +42,25 @@ TOPICS = """photosynthesis|the water cycle|black holes|volcanoes|plate tectonics
 |the solar system|weather forecasting|earthquakes|tsunamis|agriculture|water scarcity|chess|football|basketball
 |the Olympic Games|video games|board games|writing a novel|journalism|libraries|museums|online learning
 |teamwork|leadership|negotiation|customer service|email etiquette|open source software|databases|operating systems
-|computer networks|web browsers|programming languages|version control|testing software|robots|3D printing""".replace(
+|computer networks|web browsers|programming languages|version control|testing software|robots|3D printing
+|nuclear energy|wind turbines|the history of medicine|the microscope|germs and hygiene|the human skeleton|muscles
+|allergies|diabetes|first aid|mental health|habits|motivation|procrastination|creativity|curiosity|memory
+|the scientific method|critical thinking|logic puzzles|the history of writing|the alphabet|translation|dialects
+|sign language|the history of money|banks|credit cards|taxes|insurance|renting an apartment|buying a house
+|moving to a new city|wedding planning|birthday parties|volunteering|charity|minimalism|fashion|textiles
+|the history of clothing|perfume|cosmetics|architecture in ancient Greece|castles|bridges|skyscrapers|tunnels
+|railways|airplanes|air traffic control|ships|submarines|the Titanic|lighthouses|maps|navigation|GPS
+|astronomy|telescopes|comets|the Big Bang|the Milky Way|exoplanets|the International Space Station|time zones
+|calendars|clocks|the seasons|rain|snow|hurricanes|tornadoes|glaciers|rivers|lakes|mountains|caves|islands
+|soil|fertilizers|wheat|rice|potatoes|fruit trees|forests and wildfires|endangered species|zoos|insects|ants
+|spiders|octopuses|sharks|penguins|elephants|horses|wolves|migration of birds|fungi|bacteria|viruses
+|the history of computers|spreadsheets|search engines|email|passwords|privacy online|misinformation|podcasts
+|television|radio|newspapers|advertising|brand design|typography|user interface design|video editing
+|animation|comic books|theatre|opera|dance|rock music|hip hop|folk songs|musical instruments|the piano|the guitar
+|orchestras|sculpture|pottery|knitting|woodworking|home repair|cleaning|cooking rice|soup|salads|breakfast
+|vegetarian diets|food preservation|fermentation|cheese|spices|street food|restaurants|tipping|etiquette
+|table manners|gift giving|apologizing|conflict resolution|listening skills|giving feedback|mentoring|studying for exams
+|homework|school uniforms|university life|scholarships|internships|career changes|retirement|grandparents|siblings""".replace(
     "\n", ""
 ).split("|")
 
@@ -61,7 +81,44 @@ GENERAL = [
     "Describe the pros and cons of {t}.",
     "How might {t} change in the next twenty years?",
     "Create a lesson plan outline for teaching {t} to high school students.",
+    "Write a FAQ with four questions and answers about {t}.",
+    "Explain {t} in exactly three paragraphs.",
+    "Describe a typical day of someone whose job involves {t}.",
+    "Write a dialogue between a student and a teacher about {t}.",
+    "What would a beginner need to know before getting into {t}? Make a checklist.",
+    "Write a product description for an imaginary gadget related to {t}.",
+    "Give a balanced opinion: is {t} overrated or underrated?",
+    "Write a news article headline and a short article about a discovery related to {t}.",
+    "Explain how {t} is connected to {u}.",
+    "Tell me an interesting story from history about {t}.",
+    "Write a haiku and a limerick about {t}.",
+    "List the key terms someone should know about {t}, with a one-line definition for each.",
+    "Write a motivational speech that mentions {t}.",
+    "What are the ethical questions raised by {t}?",
+    "Plan a one-week study schedule for learning the basics of {t}.",
+    "Write a letter to a friend explaining why you became interested in {t}.",
+    "Describe {t} using an analogy that a child would understand.",
+    "Summarize the arguments for and against investing public money in {t}.",
+    "Write a travel guide entry for a museum dedicated to {t}.",
+    "You are a tour guide. Introduce {t} to a group of visitors.",
 ]
+
+# Second user turns, in MT-Bench's two-turn shape; the answer to them builds on the model's own first answer.
+FOLLOW_UPS = [
+    "Now rewrite your answer in half the length.",
+    "Can you make it more formal?",
+    "Rewrite it for a five-year-old.",
+    "Summarize your previous answer in one sentence.",
+    "Turn your answer into a bulleted list.",
+    "Add a concrete example to your answer.",
+    "What is the weakest point of your answer, and how would you fix it?",
+    "Now write a title for it.",
+    "Translate the key idea of your answer into a short tweet.",
+    "Give me two follow-up questions I could ask about this.",
+    "Rewrite your answer in the style of a pirate.",
+    "Now explain the same thing to an expert.",
+]
+FOLLOW_UP_SHARE = 0.3  # share of general prompts that get a second turn
 
 CODE_TASKS = """reverse a string without using slicing|count the vowels in a string|check whether a number is prime
 |return the n-th Fibonacci number|merge two sorted lists into one sorted list|remove duplicates from a list while keeping order
@@ -73,11 +130,25 @@ CODE_TASKS = """reverse a string without using slicing|count the vowels in a str
 |group a list of words by their first letter|implement binary search on a sorted list|compute the factorial of n iteratively
 |return the indices of two numbers that add up to a target|chunk a list into pieces of size n|capitalize every word in a sentence
 |find the most common element in a list|compute the dot product of two vectors|parse a CSV line into fields
-|sum the digits of an integer""".replace("\n", "").split("|")
+|sum the digits of an integer|convert an integer to binary without bin()|find all prime numbers below n
+|count the lines, words and characters in a text|check whether a year is a leap year|compute the median of a list
+|find the longest word in a sentence|remove all whitespace from a string|convert a dictionary into a list of pairs sorted by value
+|compute the moving average of a list with window k|find the missing number in a list from 1 to n
+|check whether a list is sorted|interleave two lists|compute compound interest|convert snake_case to camelCase
+|find the intersection of two lists|count the occurrences of each character|implement a stack with push and pop
+|implement a queue using two stacks|compute the power set size of a set|return the nth triangular number
+|check whether a number is a perfect square|encode a string with run-length encoding|decode a run-length encoded string
+|validate an email address with simple rules|compute the Levenshtein distance between two strings
+|find the maximum subarray sum|generate Pascal's triangle up to n rows|shuffle a list with a given seed
+|compute the average word length of a sentence|count the islands in a grid of 0s and 1s""".replace("\n", "").split("|")
 
 CODE_TEMPLATES = [
     "Write a Python function to {t}. Include a docstring and a short example.",
     "Write a Python function that can {t}, then explain its time complexity.",
+    "In Python, how would you {t}? Show the code and a test.",
+    "Write a Python function to {t}, with type hints and a few assert-based tests.",
+    "Explain step by step how to {t} in Python, then give the code.",
+    "Write two different Python implementations to {t} and compare them.",
 ]
 
 CODE_HEADER = "Complete the following Python function. Reply with the full function in a Python code block.\n\n```python\n{src}\n```"
@@ -98,11 +169,30 @@ MATH = [
     ("Solve for x: {c}x + {d} = {e}.", {}),
     ("What is the sum of all integers from 1 to {a0}?", {}),
     ("A bag has {c} red and {d} blue marbles. What is the probability of drawing a red marble?", {}),
+    ("A farmer has {a0} chickens and {c} cows. How many legs are there in total?", {}),
+    ("Tom is {c} years old. His father is {d} times as old. How old will his father be in {b} years?", {}),
+    ("A worker earns ${a} per hour and works {c} hours a day for {d} days. How much does the worker earn?", {}),
+    ("A pizza is cut into {c} slices. {d} people eat {b} slices in total. What fraction of the pizza is left, if any?", {}),
+    ("What is {c}% of {a0}?", {}),
+    ("A cyclist rides at {c} km/h for {d} hours and then at {b} km/h for {c} hours. What is the total distance?", {}),
+    ("Find the average of {a}, {b}, {c}, {d} and {e}.", {}),
+    ("A store had {a0} items. It sold {c} items a day for {d} days. How many items remain?", {}),
+    ("If {c} workers build a wall in {d} days, how long would {e} workers take, at the same rate?", {}),
+    ("A square has a perimeter of {e} cm. What is its area?", {}),
+    ("Is {e} a prime number? Explain.", {}),
+    ("What is the least common multiple of {c} and {d}?", {}),
+    ("A savings account pays {c}% simple interest per year. How much interest does ${a0} earn in {d} years?", {}),
+    ("Maria reads {b} pages a day. How many days will she need to finish a book of {a0} pages?", {}),
+    ("The ratio of boys to girls in a club is {c}:{d}. If there are {e} boys, how many girls are there?", {}),
 ]
 
 ZH_TOPICS = """春节|中秋节|长江|黄河|熊猫|茶文化|中国书法|京剧|唐诗|宋词|故宫|丝绸之路|高铁|移动支付|人工智能|环境保护|垃圾分类
 |健康饮食|运动健身|学习方法|时间管理|读书|旅游|家庭教育|城市交通|互联网|手机|气候变化|太阳能|农业|中医|围棋|足球|音乐|电影|绘画
-|科学研究|航天|月球|海洋|森林|动物保护|友谊|工作面试|创业|理财|睡眠|咖啡|饺子|火锅|熊猫保护|儿童教育|老年生活|网络安全|编程""".replace(
+|科学研究|航天|月球|海洋|森林|动物保护|友谊|工作面试|创业|理财|睡眠|咖啡|饺子|火锅|熊猫保护|儿童教育|老年生活|网络安全|编程
+|长城|西湖|黄山|泰山|兵马俑|四大发明|造纸术|印刷术|指南针|火药|孔子|李白|杜甫|红楼梦|西游记|三国演义|水浒传|汉字
+|普通话|方言|端午节|元宵节|清明节|国庆节|生日|婚礼|毕业|考试|高考|大学生活|留学|外卖|快递|网购|短视频|直播|电子游戏
+|篮球|乒乓球|游泳|跑步|太极拳|武术|书法练习|剪纸|风筝|瓷器|丝绸|米饭|面条|包子|月饼|粽子|水果|蔬菜|早餐|环保出行
+|共享单车|地铁|机场|天气|台风|地震|雾霾|节约用水|植树|垃圾处理|城市化|乡村生活|人口老龄化|志愿服务|诚信|孝顺""".replace(
     "\n", ""
 ).split("|")
 
@@ -117,6 +207,18 @@ ZH = [
     "{t}对现代生活有什么影响？",
     "如果你是一名老师，你会怎样讲解{t}？",
     "请列出与{t}有关的五个关键词，并解释每一个。",
+    "请写一段关于{t}的演讲稿开头。",
+    "{t}的优点和缺点分别是什么？",
+    "给一位外国朋友介绍{t}。",
+    "请用三句话概括{t}。",
+    "关于{t}，请写一个小故事。",
+    "如果要写一篇关于{t}的论文，你会列出怎样的提纲？",
+    "请解释{t}与{u}之间的联系。",
+    "为什么很多人关心{t}？",
+    "请写一封信，向朋友推荐{t}。",
+    "请以问答的形式介绍{t}，写出三个问题和答案。",
+    "未来十年，{t}可能会有哪些变化？",
+    "请用一个比喻来解释{t}。",
 ]
 
 
@@ -135,6 +237,11 @@ def _general(rng: random.Random, n: int) -> list[str]:
     return _templated(rng, n, GENERAL, TOPICS)
 
 
+def _with_follow_ups(rng: random.Random, prompts: list[str]) -> list[list[str]]:
+    """Turn lists: about FOLLOW_UP_SHARE of the prompts get a second user turn (MT-Bench's two-turn shape)."""
+    return [[p, rng.choice(FOLLOW_UPS)] if rng.random() < FOLLOW_UP_SHARE else [p] for p in prompts]
+
+
 def _chinese(rng: random.Random, n: int) -> list[str]:
     return _templated(rng, n, ZH, ZH_TOPICS)
 
@@ -149,16 +256,22 @@ def _math(rng: random.Random, n: int) -> list[str]:
     return sorted(out)
 
 
+SKIPPED_STDLIB_DIRS = {"site-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__"}
+
+
 def stdlib_functions(limit: int, rng: random.Random) -> list[str]:
     """Signature + docstring of public module-level functions in the standard library's pure-Python modules."""
     root = Path(sysconfig.get_paths()["stdlib"])
     found = []
-    for path in sorted(root.glob("*.py")):
+    for path in sorted(root.rglob("*.py")):
+        if set(path.relative_to(root).parts) & SKIPPED_STDLIB_DIRS:
+            continue
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError):
             continue
-        for node in tree.body:
+        methods = [m for c in tree.body if isinstance(c, ast.ClassDef) and not c.name.startswith("_") for m in c.body]
+        for node in tree.body + methods:
             if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
                 continue
             doc = ast.get_docstring(node)
@@ -207,9 +320,12 @@ def write(out_dir: Path, counts: dict[str, int], seed: int) -> dict[str, int]:
     for cat, n in counts.items():
         prompts = BUILDERS[cat](random.Random(f"{seed}:{cat}"), n)
         random.Random(f"{seed}:{cat}:order").shuffle(prompts)
+        turns = (
+            _with_follow_ups(random.Random(f"{seed}:{cat}:turns"), prompts) if cat == "general" else [[p] for p in prompts]
+        )
         per_cat[cat] = [
-            json.dumps({"question_id": f"synth-{cat}-{i}", "category": cat, "turns": [p]}, ensure_ascii=False) + "\n"
-            for i, p in enumerate(prompts)
+            json.dumps({"question_id": f"synth-{cat}-{i}", "category": cat, "turns": t}, ensure_ascii=False) + "\n"
+            for i, t in enumerate(turns)
         ]
         _write_jsonl(out_dir / f"{cat}.jsonl", per_cat[cat])
     _write_jsonl(out_dir / "mixed.jsonl", interleave({c: v for c, v in per_cat.items() if v}))
