@@ -346,6 +346,7 @@ class ChunkGenerator:
 
         from vllm_fastmtp.vllm_compat import cpu_engine_workarounds
 
+        use_all_cpu_cores()
         self.llm = LLM(**{**cpu_engine_workarounds(), **llm_kwargs})
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.sampling = sampling
@@ -423,6 +424,24 @@ class ChunkGenerator:
             **({"orig_id": c.meta.get("question_id", c.meta.get("id"))} if c.meta else {}),
             **self.record_base,
         }
+
+
+def use_all_cpu_cores() -> None:
+    """On CPU, let the engine's compute use every core unless the user decided otherwise.
+
+    vLLM's CPU backend reserves one core for its engine front-end by default (VLLM_CPU_NUM_OF_RESERVED_CPU,
+    "reserve_cpu_num=1" in its log). On a 2-core machine that halves the matmul cores of a batch-generation job;
+    measured on SmolLM2-135M bf16, 128 prompts: 165 -> 298 generated tok/s with no core reserved.
+    """
+    try:
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        on_gpu = False
+    if not on_gpu and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in os.environ:
+        os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
+        print("[distill] CPU: VLLM_CPU_NUM_OF_RESERVED_CPU=0 (every core computes; set it to override)", file=sys.stderr)
 
 
 def _upto_user(conv: Conversation, turn: int) -> int:
