@@ -25,13 +25,23 @@ import torch
 import torch.nn as nn
 from transformers import TrainingArguments
 
+from training.checkpoint_io import (
+    export_head_only,
+    load_main_model,
+    read_head_tensors,
+    write_served_checkpoint,
+)
+from training.precision import bf16_native
+from training.from_cache import CachedHeadModule, StatesCollator
 from training.data import ChatDataset, FinetuneDataError, NoAssistantTokensError, PadCollator, load_chat_jsonl
 from vllm_fastmtp.conventions import CONFIG_KEY, DEFAULT_HIDDEN_STATE, HIDDEN_STATE_CHOICES, HIDDEN_STATE_FIELD
 from vllm_fastmtp.mtp_head import (
+    LABEL_SOURCES,
+    TRAIN_FORMS,
     CHECKPOINT_PREFIX,
     MissingMTPHeadError,
     MTPHead,
-    acceptance_counts,
+    acceptance_rows,
     batched_draft_chains,
     mtp_loss,
     step_weights,
@@ -95,6 +105,29 @@ class FinetuneArguments:
     main_dtype: str = field(
         default="auto", metadata={"help": "Frozen main model dtype: auto (bf16 when training in bf16), float32, bfloat16."}
     )
+    # ---- training from cached main-model states (training.cache_states): the fast path
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Train from the main model's cached states in this directory (built from train_file first "
+                  "when missing or unfinished; reused across epochs and runs). No main model is loaded."},
+    )
+    eval_cache_dir: str | None = field(default=None, metadata={"help": "Cached states of eval_file (with cache_dir)."})
+    cache_top_n: int = field(default=20, metadata={"help": "Main-model top-N log-probs kept in a cache built here."})
+    label_source: str = field(
+        default="data",
+        metadata={"help": "CE target with cache_dir: 'data' (the data's next token) or 'greedy' (the main model's "
+                  "greedy next token, what verification accepts)."},
+    )
+    draft_vocab: str | None = field(
+        default=None,
+        metadata={"help": "With cache_dir: comma-separated vocabulary maps (names or paths) the head will serve with; "
+                  "the loss is computed over their union and targets outside it are skipped (counted)."},
+    )
+    train_form: str = field(
+        default="paper",
+        metadata={"help": "Attention of steps k>1: 'paper' (plain causal over step k-1 outputs, FastMTP) or "
+                  "'serving' (step-1 cache of earlier positions + the chain's own steps, as vLLM drafts)."},
+    )
 
 
 @dataclass
@@ -121,8 +154,9 @@ class FinetuneTrainingArguments(TrainingArguments):
     ddp_find_unused_parameters: bool | None = field(default=False)
 
     def __post_init__(self):
-        if self.bf16 is None:
-            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if self.bf16 is None:  # bf16 autocast where the device computes bf16 natively (CUDA, AVX-512 BF16, AMX)
+            on_cuda = torch.cuda.is_available() and not self.use_cpu
+            self.bf16 = bf16_native("cuda" if on_cuda else "cpu")
         super().__post_init__()
 
 
@@ -156,61 +190,6 @@ def parse_args(argv: list[str] | None = None):
     return fa, ta
 
 
-# ============================================================ checkpoint helpers
-def _weight_files(model_dir: Path) -> tuple[dict[str, str], dict | None]:
-    """{tensor name: shard file name} and the index dict (None for a single-file checkpoint)."""
-    index_path = model_dir / "model.safetensors.index.json"
-    if index_path.is_file():
-        index = json.loads(index_path.read_text())
-        return dict(index["weight_map"]), index
-    single = model_dir / "model.safetensors"
-    if not single.is_file():
-        raise FinetuneConfigError(f"{model_dir}: no model.safetensors or model.safetensors.index.json")
-    from safetensors import safe_open
-
-    with safe_open(str(single), "pt") as f:
-        return {k: "model.safetensors" for k in f.keys()}, None
-
-
-def read_head_tensors(model_dir: Path) -> dict[str, torch.Tensor]:
-    from safetensors import safe_open
-
-    wmap, _ = _weight_files(model_dir)
-    names = [k for k in wmap if k.startswith(CHECKPOINT_PREFIX)]
-    if not names:
-        raise MissingMTPHeadError(
-            f"{model_dir} has no MTP head (no '{CHECKPOINT_PREFIX}*' tensors). Pass --init_head last_layer to graft "
-            "one initialised from the last decoder layer (training.graft), or use a MiMo-format checkpoint."
-        )
-    out = {}
-    for shard in sorted({wmap[k] for k in names}):
-        with safe_open(str(model_dir / shard), "pt") as f:
-            for k in names:
-                if wmap[k] == shard:
-                    out[k] = f.get_tensor(k)
-    return out
-
-
-def load_main_model(model_dir: Path, dtype: torch.dtype):
-    """The main model through transformers' Qwen2 classes (no remote code, no hub)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    cfg_dict = json.loads((model_dir / "config.json").read_text())
-    cfg_dict = {k: v for k, v in cfg_dict.items() if k not in ("model_type", "auto_map", "architectures")}
-    config = Qwen2Config(**cfg_dict)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the MTP tensors are "unexpected" for Qwen2ForCausalLM: that is intended
-    try:
-        model = Qwen2ForCausalLM.from_pretrained(str(model_dir), config=config, dtype=dtype, local_files_only=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
 def fastmtp_record(fa: FinetuneArguments, steps: int, data_info: dict, source: str) -> dict:
     if fa.distill_weight <= 0:
         loss = "ce"
@@ -231,86 +210,6 @@ def fastmtp_record(fa: FinetuneArguments, steps: int, data_info: dict, source: s
         "base_model": source,
         "trained_with": "training.finetune",
     }
-
-
-def write_served_checkpoint(
-    src_dir: Path, out_dir: Path, head_tensors: dict[str, torch.Tensor], record: dict
-) -> Path:
-    """Copy ``src_dir`` to ``out_dir`` with the head tensors replaced; main tensors are copied bit for bit.
-
-    Shards without head tensors are copied as files; shards holding head tensors are rewritten with every
-    other tensor taken over unchanged. Each head tensor keeps the source's dtype. config.json gains
-    ``"fastmtp"``; the index (if any) is rewritten with the new total size.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    src_dir, out_dir = Path(src_dir), Path(out_dir)
-    if out_dir.resolve() == src_dir.resolve():
-        raise FinetuneConfigError("serve_dir must differ from model_path (the source is never modified)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    wmap, index = _weight_files(src_dir)
-    missing = set(head_tensors) - set(wmap)
-    if missing:
-        raise MissingMTPHeadError(f"{src_dir}: head tensors {sorted(missing)} not in the checkpoint")
-    for item in src_dir.iterdir():
-        if item.is_dir() or item.name.endswith(".safetensors") or item.name in ("config.json",):
-            continue
-        if item.name == "model.safetensors.index.json":
-            continue
-        shutil.copy2(item, out_dir / item.name)
-    total = 0
-    for shard in sorted(set(wmap.values())):
-        names = [k for k, s in wmap.items() if s == shard]
-        with safe_open(str(src_dir / shard), "pt") as f:
-            meta = f.metadata() or {"format": "pt"}
-            if not any(k in head_tensors for k in names):
-                shutil.copy2(src_dir / shard, out_dir / shard)
-                for k in names:
-                    t = f.get_slice(k)
-                    total += math.prod(t.get_shape()) * _dtype_size(t.get_dtype())
-                continue
-            tensors = {}
-            for k in names:
-                t = f.get_tensor(k)
-                if k in head_tensors:
-                    new = head_tensors[k]
-                    if tuple(new.shape) != tuple(t.shape):
-                        raise MissingMTPHeadError(f"{k}: trained shape {tuple(new.shape)} != {tuple(t.shape)}")
-                    t = new.detach().to(device="cpu", dtype=t.dtype).contiguous()
-                tensors[k] = t
-                total += t.numel() * t.element_size()
-        save_file(tensors, str(out_dir / shard), metadata=meta)
-    if index is not None:
-        index = dict(index)
-        index["metadata"] = {**index.get("metadata", {}), "total_size": total}
-        (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    cfg = json.loads((src_dir / "config.json").read_text())
-    cfg.setdefault("num_nextn_predict_layers", 1)
-    cfg[CONFIG_KEY] = record
-    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2))
-    return out_dir
-
-
-def _dtype_size(name: str) -> int:
-    return {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}.get(
-        name, 1
-    )
-
-
-def export_head_only(out_path: Path, head_tensors: dict[str, torch.Tensor], record: dict) -> Path:
-    """The head alone: ``model.mtp_layers.0.*`` tensors, the fastmtp record in the safetensors metadata."""
-    from safetensors.torch import save_file
-
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.contiguous() for k, v in head_tensors.items()},
-        str(out_path),
-        metadata={"format": "pt", CONFIG_KEY: json.dumps(record)},
-    )
-    out_path.with_suffix(".json").write_text(json.dumps({CONFIG_KEY: record}, indent=2))
-    return out_path
 
 
 # ============================================================ the trained module
@@ -347,6 +246,7 @@ class MTPTrainingModule(nn.Module):
             distill_weight=fa.distill_weight,
             distill_loss=fa.distill_loss,
             distill_top_n=fa.distill_top_n,
+            form=fa.train_form,
         )
         out = {"loss": loss}
         if not self.training:
@@ -364,21 +264,7 @@ def per_row_acceptance(main_model, head, input_ids, attention_mask, loss_mask, n
     sampled"); the head's chain is compared with the main model's greedy next tokens after t_{i+1}..t_{i+K}.
     """
     drafts, greedy = batched_draft_chains(main_model, head, input_ids, attention_mask, num_steps, hidden_state)
-    anchor = torch.zeros_like(input_ids, dtype=torch.bool)
-    valid = loss_mask.bool() if attention_mask is None else loss_mask.bool() & attention_mask.bool()
-    anchor[:, :-1] = valid[:, 1:]
-    # every token the chain reads or is compared at must be real (not padding)
-    if attention_mask is not None:
-        am = attention_mask.bool()
-        for k in range(1, num_steps + 1):
-            anchor[:, : anchor.shape[1] - k] &= am[:, k:]
-            anchor[:, anchor.shape[1] - k :] = False
-    rows = [acceptance_counts(drafts[b : b + 1], greedy[b : b + 1], anchor[b : b + 1], num_steps) for b in range(len(input_ids))]
-    # last column: anchors whose data token t_{i+1} is the main model's greedy token (1.0 -> the estimate is exact)
-    match = torch.zeros_like(anchor)
-    match[:, :-1] = greedy[:, :-1] == input_ids[:, 1:]
-    match_counts = (match & anchor).sum(-1)
-    return torch.cat([torch.stack(rows), match_counts[:, None]], dim=-1)
+    return acceptance_rows(drafts, greedy, input_ids, attention_mask, loss_mask, num_steps)
 
 
 def acceptance_metrics(counts: torch.Tensor | "np.ndarray") -> dict[str, float]:  # noqa: F821
@@ -416,14 +302,26 @@ def validate(fa: FinetuneArguments, ta) -> None:
         raise FinetuneConfigError(f"distill_loss must be 'kl' or 'soft_ce', got {fa.distill_loss!r}")
     if fa.distill_top_n < 1:
         raise FinetuneConfigError(f"distill_top_n must be >= 1, got {fa.distill_top_n}")
+    if fa.label_source not in LABEL_SOURCES:
+        raise FinetuneConfigError(f"label_source must be one of {LABEL_SOURCES}, got {fa.label_source!r}")
+    if fa.train_form not in TRAIN_FORMS:
+        raise FinetuneConfigError(f"train_form must be one of {TRAIN_FORMS}, got {fa.train_form!r}")
+    if not fa.cache_dir:
+        for name, default in (("label_source", "data"), ("draft_vocab", None), ("eval_cache_dir", None)):
+            if getattr(fa, name) != default:
+                raise FinetuneConfigError(f"{name} needs cache_dir (training from cached main-model states)")
+    elif fa.distill_weight > 0 and fa.distill_top_n > fa.cache_top_n:
+        raise FinetuneConfigError(f"distill_top_n {fa.distill_top_n} > cache_top_n {fa.cache_top_n}")
+    if fa.eval_cache_dir and not fa.eval_file and not Path(fa.eval_cache_dir, "manifest.json").is_file():
+        raise FinetuneConfigError("eval_cache_dir has no cache yet: pass eval_file to build it")
     if fa.overlong not in ("truncate", "drop"):
         raise FinetuneConfigError(f"overlong must be 'truncate' or 'drop', got {fa.overlong!r}")
     if fa.export not in ("full", "head", "both"):
         raise FinetuneConfigError(f"export must be 'full', 'head' or 'both', got {fa.export!r}")
     if not fa.model_path:
         raise FinetuneConfigError("--model_path is required")
-    if not fa.train_file:
-        raise FinetuneConfigError("--train_file is required")
+    if not fa.train_file and not fa.cache_dir:
+        raise FinetuneConfigError("--train_file (or --cache_dir holding its cached states) is required")
     if not ta.output_dir:
         raise FinetuneConfigError("--output_dir is required")
     if not 0.0 <= fa.eval_fraction < 1.0:
@@ -494,6 +392,9 @@ def build(fa: FinetuneArguments, ta):
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     if getattr(tokenizer, "chat_template", None) is None:
         raise FinetuneDataError(f"{model_dir}: tokenizer has no chat template")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    if fa.cache_dir:
+        return _build_from_cache(fa, ta, model_dir, head_src, tokenizer, max_len, pad_id)
     train, train_rep = load_chat_jsonl(fa.train_file, tokenizer, max_len, fa.overlong)
     logger.warning("train data: %s", train_rep.summary())
     eval_examples, eval_rep = None, None
@@ -534,8 +435,90 @@ def build(fa: FinetuneArguments, ta):
         "module": module,
         "train": ChatDataset(train),
         "eval": ChatDataset(eval_examples) if eval_examples else None,
+        "collator": PadCollator(pad_id),
         "data_info": data_info,
         "head_src": head_src,
+    }
+
+
+def load_draft_vocab(spec: str, tokenizer, vocab_size: int) -> torch.Tensor:
+    """Sorted union of the comma-separated maps' ids, each map checked against the tokenizer and vocab size."""
+    from vllm_fastmtp.draft_vocab import VocabMapError, load_vocab_map, tokenizer_fingerprint
+
+    fp = tokenizer_fingerprint(tokenizer)
+    ids = []
+    for name in [x.strip() for x in spec.split(",") if x.strip()]:
+        try:
+            ids.append(load_vocab_map(name, vocab_size=vocab_size, fingerprint=fp))
+        except VocabMapError as e:
+            raise FinetuneConfigError(f"draft_vocab: {e}") from None
+    if not ids:
+        raise FinetuneConfigError(f"draft_vocab {spec!r} names no map")
+    return torch.unique(torch.cat(ids)).long()
+
+
+def _build_from_cache(fa, ta, model_dir: Path, head_src, tokenizer, max_len: int, pad_id: int) -> dict:
+    """The fast path: datasets over cached main-model states; the module holds the head, the frozen embedding and
+    the draft vocabulary's lm_head rows."""
+    from training.cache_states import StateCacheError, build_cache, open_cache
+    from training.checkpoint_io import frozen_vocab_matrices, load_main_config, main_weights_fingerprint
+
+    def cache(data_file, cache_dir, limit=None):
+        kw = dict(hidden_state=fa.hidden_state, top_n=fa.cache_top_n, max_seq_len=max_len, overlong=fa.overlong)
+        try:
+            if data_file:
+                return build_cache(model_dir, data_file, cache_dir, progress=not ta.disable_tqdm, **kw)
+            c = open_cache(cache_dir)
+            want = type(c.key)(model=main_weights_fingerprint(model_dir), data=c.key.data,
+                               hidden_state=fa.hidden_state, top_n=c.key.top_n, compute_dtype=c.key.compute_dtype)
+            return open_cache(cache_dir, expect=want)
+        except StateCacheError as e:
+            raise FinetuneConfigError(str(e)) from None
+
+    train = cache(fa.train_file, fa.cache_dir)
+    if train.key.top_n < fa.distill_top_n and fa.distill_weight > 0:
+        raise FinetuneConfigError(f"{fa.cache_dir}: cache keeps top-{train.key.top_n}, distill_top_n is {fa.distill_top_n}")
+    eval_ds = None
+    if fa.eval_cache_dir:
+        eval_ds = cache(fa.eval_file, fa.eval_cache_dir)
+        if fa.max_eval_examples and len(eval_ds) > fa.max_eval_examples:
+            eval_ds = torch.utils.data.Subset(eval_ds, range(fa.max_eval_examples))
+    elif fa.eval_fraction > 0:
+        n_eval = max(1, int(len(train) * fa.eval_fraction))
+        if fa.max_eval_examples:
+            n_eval = min(n_eval, fa.max_eval_examples)
+        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(ta.seed)).tolist()
+        eval_ds = torch.utils.data.Subset(train, perm[:n_eval])
+        train = torch.utils.data.Subset(train, perm[n_eval:])
+    config = load_main_config(model_dir)
+    embed, lm = frozen_vocab_matrices(model_dir)
+    vocab_ids = load_draft_vocab(fa.draft_vocab, tokenizer, lm.shape[0]) if fa.draft_vocab else None
+    head = MTPHead(config)
+    head.load_checkpoint_tensors(head_src)
+    head.float()
+    module = CachedHeadModule(
+        head, embed.float(), lm.float(), vocab_ids, num_steps=fa.num_steps, beta=fa.beta, form=fa.train_form,
+        label_source=fa.label_source, distill_weight=fa.distill_weight, distill_loss=fa.distill_loss,
+        distill_top_n=fa.distill_top_n,
+    )
+    base = train.dataset if isinstance(train, torch.utils.data.Subset) else train
+    data_info = {
+        "train_file": str(fa.train_file) if fa.train_file else None,
+        "cache_dir": str(fa.cache_dir),
+        "cache_key": dict(base.key.__dict__),
+        "train_examples": len(train),
+        "train_assistant_tokens": base.assistant_tokens() if train is base else None,
+        "eval_cache_dir": str(fa.eval_cache_dir) if fa.eval_cache_dir else None,
+        "label_source": fa.label_source,
+        "train_form": fa.train_form,
+        "draft_vocab": fa.draft_vocab,
+        "draft_vocab_size": int(vocab_ids.numel()) if vocab_ids is not None else None,
+        "max_seq_len": max_len,
+        "overlong": fa.overlong,
+    }
+    return {
+        "model_dir": model_dir, "tokenizer": tokenizer, "module": module, "train": train, "eval": eval_ds,
+        "collator": StatesCollator(pad_id), "data_info": data_info, "head_src": head_src,
     }
 
 
@@ -546,15 +529,12 @@ def run(fa: FinetuneArguments, ta) -> dict:
     b = build(fa, ta)
     if b["eval"] is None and ta.eval_strategy != "no":
         raise FinetuneConfigError("eval_strategy is set but there is no eval data (eval_file or eval_fraction)")
-    pad_id = b["tokenizer"].pad_token_id
-    if pad_id is None:
-        pad_id = b["tokenizer"].eos_token_id or 0
     trainer = Trainer(
         model=b["module"],
         args=ta,
         train_dataset=b["train"],
         eval_dataset=b["eval"],
-        data_collator=PadCollator(pad_id),
+        data_collator=b["collator"],
         compute_metrics=compute_metrics if b["eval"] is not None else None,
     )
     resume = ta.resume_from_checkpoint
@@ -565,7 +545,11 @@ def run(fa: FinetuneArguments, ta) -> dict:
     result = trainer.train(resume_from_checkpoint=resume or None)
     metrics = dict(result.metrics)
     if b["eval"] is not None:
-        metrics.update(trainer.evaluate())
+        last = [h for h in trainer.state.log_history if "eval_loss" in h]
+        if last and last[-1].get("step") == trainer.state.global_step:  # the final step was just evaluated
+            metrics.update({k: v for k, v in last[-1].items() if k.startswith("eval_")})
+        else:
+            metrics.update(trainer.evaluate())
     steps = trainer.state.global_step
     outputs = {
         "metrics": metrics,
@@ -573,6 +557,9 @@ def run(fa: FinetuneArguments, ta) -> dict:
         "world_size": ta.world_size,
         "eval_history": [h for h in trainer.state.log_history if "eval_accept_pos1" in h],
     }
+    if isinstance(b["module"], CachedHeadModule):  # CE targets outside the draft vocabulary (this process)
+        outputs["skipped_targets"] = b["module"].skipped_targets
+        outputs["used_targets"] = b["module"].used_targets
     if trainer.is_world_process_zero():
         head = b["module"].head
         src_dtypes = {k: v.dtype for k, v in b["head_src"].items()}

@@ -175,34 +175,12 @@ def step_weights(num_steps: int, beta: float) -> list[float]:
     return [x / s for x in w]
 
 
-def teacher_forced_steps(
-    main_model,
-    head: MTPHead,
-    input_ids: torch.Tensor,
-    hidden: torch.Tensor,
-    num_steps: int,
-) -> Iterable[tuple[int, torch.Tensor]]:
-    """Yield (k, out_k) for k = 1..K; out_k[:, i] is the step-k output of the chain anchored at position i.
-
-    Step k at position i: h_prev = H_i (k = 1) or out_{k-1}[:, i]; token = t_{i+k}; predicts t_{i+k+1};
-    RoPE position i + k - 1 (as served); plain causal attention over the step's own sequence (FastMTP training).
-    out_k has length n - k (positions whose input token exists); the target exists for i <= n - k - 2.
-    """
-    n = input_ids.shape[1]
-    embed = main_model.get_input_embeddings()
-    dtype = head.input_proj.weight.dtype
-    h_prev = hidden.to(dtype)
-    for k in range(1, num_steps + 1):
-        length = n - k
-        if length <= 0:
-            return
-        tokens = input_ids[:, k : k + length]
-        pos = (torch.arange(length, device=input_ids.device) + (k - 1)).unsqueeze(0).expand(input_ids.shape[0], -1)
-        with torch.no_grad():
-            e = embed(tokens)
-        out = head(h_prev[:, :length], e.to(dtype), pos)
-        yield k, out
-        h_prev = out
+def teacher_forced_steps(main_model, head: MTPHead, input_ids: torch.Tensor, hidden: torch.Tensor, num_steps: int,
+                         form: str = "paper") -> Iterable[tuple[int, torch.Tensor]]:
+    """:func:`chain_outputs` for token ids (embedded with the main model's frozen embedding)."""
+    with torch.no_grad():
+        embeds = main_model.get_input_embeddings()(input_ids)
+    yield from chain_outputs(head, hidden, embeds, num_steps, form)
 
 
 def mtp_loss(
@@ -218,6 +196,7 @@ def mtp_loss(
     distill_weight: float = 0.0,
     distill_loss: str = "kl",
     distill_top_n: int = 20,
+    form: str = "paper",
 ):
     """Sum_k alpha_k * L_k, L_k = (1-w) CE_k + w D_k over target tokens with loss_mask (assistant tokens).
 
@@ -233,7 +212,7 @@ def mtp_loss(
     lm_head = main_model.lm_head
     total = hidden.new_zeros((), dtype=torch.float32)
     per_step = []
-    for k, out in teacher_forced_steps(main_model, head, input_ids, hidden, num_steps):
+    for k, out in teacher_forced_steps(main_model, head, input_ids, hidden, num_steps, form):
         length = input_ids.shape[1] - k - 1  # anchors with a target
         if length <= 0:
             break
@@ -263,6 +242,89 @@ def mtp_loss(
         total = total + alphas[k - 1] * step_loss
         per_step.append(ce.detach())
     return total, per_step
+
+
+LABEL_SOURCES = ("data", "greedy")  # CE target: the data's next token, or the main model's greedy next token
+
+
+def states_mtp_loss(
+    head: MTPHead,
+    hidden: torch.Tensor,
+    embeds: torch.Tensor,
+    lm_weight: torch.Tensor,
+    input_ids: torch.Tensor,
+    loss_mask: torch.Tensor,
+    *,
+    num_steps: int,
+    beta: float,
+    form: str = "paper",
+    label_source: str = "data",
+    greedy: torch.Tensor | None = None,
+    vocab_index: torch.Tensor | None = None,
+    distill_weight: float = 0.0,
+    distill_loss: str = "kl",
+    top_ids: torch.Tensor | None = None,
+    top_logp: torch.Tensor | None = None,
+):
+    """The training loss from precomputed main-model states (training.cache_states): sum_k alpha_k * L_k.
+
+    ``lm_weight`` [V', H] holds the rows of the shared lm_head the head is trained over: the full matrix, or the
+    rows of a draft vocabulary, with ``vocab_index`` [V] mapping a full id to its row (-1 outside). CE targets
+    outside the draft vocabulary are skipped and counted. ``label_source`` "greedy" trains towards
+    ``greedy[i + k]`` (the main model's greedy token, what verification accepts) instead of the data token.
+    L_k = (1 - w) CE_k + w D_k, D_k the KL (or soft CE) to the main model's cached top-N next-token
+    distribution restricted to the draft vocabulary and renormalised. Returns (loss, stats) where stats holds
+    per-step CE (floats) and ``skipped`` (targets outside the vocabulary), ``targets`` (targets used).
+    """
+    if label_source not in LABEL_SOURCES:
+        raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {label_source!r}")
+    if label_source == "greedy" and greedy is None:
+        raise ValueError("label_source='greedy' needs the main model's greedy tokens")
+    if distill_weight > 0 and (top_ids is None or top_logp is None):
+        raise ValueError("distill_weight > 0 needs the main model's top-N ids and log-probs")
+    alphas = step_weights(num_steps, beta)
+    n = input_ids.shape[1]
+    total = hidden.new_zeros((), dtype=torch.float32)
+    stats = {"ce": [], "skipped": 0, "targets": 0}
+    for k, out in chain_outputs(head, hidden, embeds, num_steps, form):
+        length = n - k - 1  # anchors with a target t_{i+k+1}
+        if length <= 0:
+            break
+        sel = loss_mask[:, k + 1 : k + 1 + length].bool()
+        labels = input_ids if label_source == "data" else None
+        targets = (labels[:, k + 1 : k + 1 + length] if labels is not None else greedy[:, k : k + length])[sel].long()
+        if vocab_index is not None:
+            rows = vocab_index[targets]
+            inside = rows >= 0
+            stats["skipped"] += int((~inside).sum())
+        else:
+            rows, inside = targets, torch.ones_like(targets, dtype=torch.bool)
+        sel_out = out[:, :length][sel]
+        if distill_weight <= 0:
+            sel_out, rows = sel_out[inside], rows[inside]
+        if rows.numel() == 0:
+            stats["ce"].append(0.0)
+            total = total + out.sum() * 0.0  # keep every parameter in the graph (DDP)
+            continue
+        logp = F.log_softmax((sel_out.to(lm_weight.dtype) @ lm_weight.T).float(), dim=-1)
+        if distill_weight > 0:
+            ce = -(logp[inside].gather(-1, rows[inside, None])).sum() / max(int(inside.sum()), 1)
+            t_ids = top_ids[:, k : k + length][sel].long()
+            t_p = top_logp[:, k : k + length][sel].float().exp()
+            t_rows = vocab_index[t_ids] if vocab_index is not None else t_ids
+            keep = t_rows >= 0
+            t_p = t_p * keep
+            t_p = t_p / t_p.sum(-1, keepdim=True).clamp_min(1e-30)
+            soft_ce = -(t_p * logp.gather(-1, t_rows.clamp_min(0))).sum(-1)
+            d = soft_ce + (t_p * torch.log(t_p.clamp_min(1e-30))).sum(-1) if distill_loss == "kl" else soft_ce
+            step_loss = (1.0 - distill_weight) * ce + distill_weight * d.mean()
+        else:
+            ce = F.nll_loss(logp, rows, reduction="mean")
+            step_loss = ce
+        stats["targets"] += int(inside.sum())
+        stats["ce"].append(float(ce.detach()))
+        total = total + alphas[k - 1] * step_loss
+    return total, stats
 
 
 LOSS_CHUNK = 2048  # target tokens per logits chunk
@@ -371,49 +433,85 @@ def batched_draft_chains(
 
 
 def _batched_draft_chains(main_model, head, input_ids, attention_mask, num_steps, hidden_state):
-    B, n = input_ids.shape
-    dev = input_ids.device
-    dtype = next(head.parameters()).dtype
     hidden, post = main_hidden_states(main_model, input_ids, attention_mask, hidden_state)
+    n = input_ids.shape[1]
     greedy = torch.cat([main_model.lm_head(post[:, c : c + 512]).argmax(-1) for c in range(0, n, 512)], dim=1)
-    drafts = torch.full((B, n, num_steps), -1, dtype=torch.long, device=dev)
-    L = n - 1
-    if L <= 0 or num_steps < 1:
-        return drafts, greedy
-    embed = main_model.get_input_embeddings()
-    lm = main_model.lm_head
+    embeds = main_model.get_input_embeddings()(input_ids)
+    drafts = drafts_from_states(head, hidden, embeds, main_model.lm_head.weight, num_steps)
+    return drafts, greedy
+
+
+def drafts_from_states(head, hidden, embeds, lm_weight, num_steps: int, vocab_ids: torch.Tensor | None = None):
+    """[B, n, K] greedy drafts (-1 where undefined) of the serving-form chains anchored at every position, from
+    the main model's hidden states and the data's token embeddings; over ``vocab_ids`` (full ids) when given,
+    the way a pruned draft head serves."""
+    B, n = hidden.shape[:2]
+    drafts = torch.full((B, n, num_steps), -1, dtype=torch.long, device=hidden.device)
+    weight = lm_weight if vocab_ids is None else lm_weight[vocab_ids]
+    for k, out in chain_outputs(head, hidden, embeds, num_steps, form=SERVING_FORM):
+        ids = (out.to(weight.dtype) @ weight.T).argmax(-1)
+        drafts[:, : out.shape[1], k - 1] = ids if vocab_ids is None else vocab_ids[ids]
+    return drafts
+
+
+PAPER_FORM = "paper"  # steps k > 1 attend step-(k-1) outputs at every earlier position (FastMTP's training)
+SERVING_FORM = "serving"  # steps k > 1 attend step-1 K/V of earlier positions + the chain's own steps (vLLM)
+TRAIN_FORMS = (PAPER_FORM, SERVING_FORM)
+
+
+def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: int, form: str = PAPER_FORM):
+    """Yield (k, out_k) for k = 1..K: out_k [B, n - k, H] is the step-k output of the chain anchored at position i,
+    fed h_prev = hidden[:, i] (k = 1) or out_{k-1}[:, i], and the token embedding embeds[:, i + k]; RoPE position
+    i + k - 1 as served. Teacher-forced on the data's tokens; differentiable (training uses it with grad).
+
+    ``form`` decides what steps k > 1 attend to. ``paper``: a plain causal pass over the whole step-(k-1) output
+    sequence (FastMTP's training code). ``serving``: what vLLM's KV cache holds when drafting, i.e. the step-1
+    keys/values of positions <= i and the chain's own steps 2..k (EAGLE-3's "training-time test" idea).
+    Step 1 is the same in both.
+    """
+    if form not in TRAIN_FORMS:
+        raise ValueError(f"form must be one of {TRAIN_FORMS}, got {form!r}")
+    B, n = hidden.shape[:2]
+    dev = hidden.device
+    dtype = head.input_proj.weight.dtype
+    h_prev = hidden.to(dtype)
+    if form == PAPER_FORM:
+        for k in range(1, num_steps + 1):
+            length = n - k
+            if length <= 0:
+                return
+            pos = (torch.arange(length, device=dev) + (k - 1)).unsqueeze(0).expand(B, -1)
+            out = head(h_prev[:, :length], embeds[:, k : k + length].to(dtype), pos)
+            yield k, out
+            h_prev = out
+        return
     attn = head.self_attn
-    # step 1: plain causal pass; its K/V are the cache every later step reads
-    pos1 = torch.arange(L, device=dev).unsqueeze(0).expand(B, -1)
-    x1 = head.step_input(hidden[:, :L].to(dtype), embed(input_ids[:, 1:]).to(dtype), pos1)
-    q1, k1, v1 = _attn_qkv(head, x1, pos1)
     scale = attn.scaling
 
     def finish(x, attn_out):
-        # attn_out [B, heads, L, d] -> layer output -> final norm
         a = attn_out.transpose(1, 2).reshape(*x.shape[:-1], -1)
         y = x + attn.o_proj(a)
         y = y + head.mlp(head.post_attention_layernorm(y))
         return head.final_layernorm(y)
 
-    out = finish(x1, _tree_attend(q1, k1, v1, [], [], scale))
-    drafts[:, :L, 0] = lm(out.to(lm.weight.dtype)).argmax(-1)
     priv_k, priv_v = [], []  # chain-private K/V of steps 2..k, each [B, heads, L, d] (anchor-indexed)
-    h_prev = out
-    for k in range(2, num_steps + 1):
-        # anchors i with input token t_{i+k}: i <= n - 1 - k
-        Lk = n - k
-        if Lk <= 0:
-            break
-        pos = (torch.arange(Lk, device=dev) + (k - 1)).unsqueeze(0).expand(B, -1)
-        xk = head.step_input(h_prev[:, :Lk], embed(input_ids[:, k : k + Lk]).to(dtype), pos)
-        qk, kk, vk = _attn_qkv(head, xk, pos)
-        priv_k = [t[:, :, :Lk] for t in priv_k] + [kk]
-        priv_v = [t[:, :, :Lk] for t in priv_v] + [vk]
-        out = finish(xk, _tree_attend(qk, k1, v1, priv_k, priv_v, scale))
-        drafts[:, :Lk, k - 1] = lm(out.to(lm.weight.dtype)).argmax(-1)
+    k1 = v1 = None
+    for k in range(1, num_steps + 1):
+        length = n - k
+        if length <= 0:
+            return
+        pos = (torch.arange(length, device=dev) + (k - 1)).unsqueeze(0).expand(B, -1)
+        x = head.step_input(h_prev[:, :length], embeds[:, k : k + length].to(dtype), pos)
+        q, kk, vv = _attn_qkv(head, x, pos)
+        if k == 1:
+            k1, v1 = kk, vv  # the cache every later step reads
+            out = finish(x, _tree_attend(q, k1, v1, [], [], scale))
+        else:
+            priv_k = [t[:, :, :length] for t in priv_k] + [kk]
+            priv_v = [t[:, :, :length] for t in priv_v] + [vv]
+            out = finish(x, _tree_attend(q, k1, v1, priv_k, priv_v, scale))
+        yield k, out
         h_prev = out
-    return drafts, greedy
 
 
 def _tree_attend(q, k1, v1, priv_k, priv_v, scale: float, block: int = 256) -> torch.Tensor:
@@ -459,3 +557,25 @@ def acceptance_counts(
         ok = ok & (drafts[:, :valid_len, k - 1] == greedy[:, k : k + valid_len])
         counts[k] = (ok & m).sum()
     return counts
+
+
+def acceptance_rows(drafts, greedy, input_ids, attention_mask, loss_mask, num_steps: int) -> torch.Tensor:
+    """[B, K + 2]: anchors counted, anchors whose first k drafts all matched the main model's greedy tokens
+    (k = 1..K), anchors whose data token equals the main model's greedy token.
+
+    An anchor is a position i whose next token t_{i+1} is an assistant token (the token the main model "just
+    sampled") and whose chain reads and is compared at real (not padding) tokens only.
+    """
+    valid = loss_mask.bool() if attention_mask is None else loss_mask.bool() & attention_mask.bool()
+    anchor = torch.zeros_like(valid)
+    anchor[:, :-1] = valid[:, 1:]
+    if attention_mask is not None:
+        am = attention_mask.bool()
+        for k in range(1, num_steps + 1):
+            anchor[:, : anchor.shape[1] - k] &= am[:, k:]
+            anchor[:, anchor.shape[1] - k :] = False
+    rows = [acceptance_counts(drafts[b : b + 1], greedy[b : b + 1], anchor[b : b + 1], num_steps)
+            for b in range(len(input_ids))]
+    match = torch.zeros_like(anchor)
+    match[:, :-1] = greedy[:, :-1] == input_ids[:, 1:]
+    return torch.cat([torch.stack(rows), (match & anchor).sum(-1)[:, None]], dim=-1)
