@@ -216,3 +216,16 @@ def test_finetune_refuses_a_stale_cache_and_a_foreign_draft_vocab(tiny_random_mi
                                    "--draft_vocab", "qwen2-en-16k")))
     with pytest.raises(FinetuneConfigError, match="label_source needs cache_dir"):
         build(*parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--label_source", "greedy")))
+
+
+def test_train_throughput_benchmark_runs_both_paths_on_the_same_data(tiny_random_mimo, data, tmp_path):
+    from benchmarks.train_throughput import main
+
+    assert main(["--model", str(tiny_random_mimo), "--data", str(data), "--examples", "8", "--batch", "4",
+                 "--out", str(tmp_path / "tp")]) == 0
+    res = json.loads((tmp_path / "tp" / "results.json").read_text())
+    assert res["conversations"] == 8 and res["assistant_tokens"] > 0
+    old, new = res["configs"].values()
+    assert old["steps"] == new["steps"] == 2  # one epoch of the same 8 conversations each
+    assert old["x_old"] == 1.0 and new["target_tokens_per_s"] > 0
+    assert "| new: cached states, full vocabulary |" in (tmp_path / "tp" / "results.md").read_text()

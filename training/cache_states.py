@@ -120,9 +120,10 @@ def _forward_shard(main_model, examples: list[Example], hidden_state: str, top_n
             for c in range(0, L, 1024):  # bounded logits memory: chunk x vocab floats
                 with autocast(dev, use_bf16):
                     logits = lm(post[b, c : min(c + 1024, L)])
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                v, t = logp.topk(min(top_n, logp.shape[-1]), dim=-1)
-                greedy.append(logits.argmax(-1))
+                logits = logits.float()
+                v, t = logits.topk(min(top_n, logits.shape[-1]), dim=-1)  # column 0 is the greedy token
+                v = v - torch.logsumexp(logits, dim=-1, keepdim=True)  # -> log-probs
+                greedy.append(t[:, 0])
                 top_i.append(t)
                 top_v.append(v)
             per_ex[i] = {

@@ -157,6 +157,8 @@ class FinetuneTrainingArguments(TrainingArguments):
         if self.bf16 is None:  # bf16 autocast where the device computes bf16 natively (CUDA, AVX-512 BF16, AMX)
             on_cuda = torch.cuda.is_available() and not self.use_cpu
             self.bf16 = bf16_native("cuda" if on_cuda else "cpu")
+            if self.bf16 and not on_cuda:
+                self.use_cpu = True  # transformers accepts bf16 on CPU only with use_cpu (no GPU is used anyway)
         super().__post_init__()
 
 
