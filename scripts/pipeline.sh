@@ -1,61 +1,101 @@
 #!/usr/bin/env bash
-# The committed pipeline run (benchmarks/results/README.md), end to end on CPU:
-#   demo model -> offline prompts -> self-distillation -> FastMTP head (K=3) and vanilla-style head (K=1)
-#   -> SmolLM2 vocabulary maps -> side-by-side benchmark (Table 1 layout) -> benchmarks/results/summary.json
-# About 2.5 hours on 2 CPU cores (distill 45 min, K=3 head 55 min, K=1 head 17 min, benchmark 25 min). Every step is deterministic for its seed (distill sampling included) up to
-# floating-point scheduling differences. Usage: bash scripts/pipeline.sh [RUN_DIR]
+# The committed pipeline on SmolLM2-135M (benchmarks/results/README.md), end to end on CPU, in resumable stages:
+#   demo model -> offline prompts -> self-distillation (the corpus in data/smollm2/, committed compressed)
+#   -> curate + split -> vocabulary maps -> cached main-model states -> FastMTP head (fast path)
+#   -> side-by-side benchmark (none / ngram / fastmtp) -> benchmarks/results/summary.json
+# Every stage skips or resumes what is done, so it can run in chunks across sessions. Stages: all (default) or one
+# of: prompts distill curate maps cache train bench (and ablations, run only when named). Usage: bash scripts/pipeline.sh [STAGE] [RUN_DIR]
+# Times on 2 CPU cores: distill ~300 generated tok/s (bf16), cache ~2k tok/s, training ~2k target tok/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-R="${1:-runs/pipeline}"
+STAGE="${1:-all}"
+R="${2:-runs/pipeline}"
 PY=.venv/bin/python
-mkdir -p "$R"
+D=data/smollm2
+mkdir -p "$R" "$D"
 export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-4}"
+want() { [[ "$STAGE" == all || "$STAGE" == "$1" ]]; }
 
-# 1. the demo model (SmolLM2-135M-Instruct -> MiMo format, head grafted from the last layer)
+# 0. the demo model (SmolLM2-135M-Instruct -> MiMo format, head grafted from the last layer), float32 as served
 [[ -f "$R/smollm2-mimo/config.json" ]] || $PY -m benchmarks.demo_model "$R/smollm2-mimo" --dtype float32
-# 2. offline prompts in the benchmark tasks' shapes (never their text; checked) and their own answers
-$PY -m training.synth_prompts "$R/prompts" --general 1000 --math 350 --code 350 --chinese 400
-$PY -m benchmarks.questions "$R"/prompts/{general,math,code,chinese}.jsonl
-$PY -m training.distill --model "$R/smollm2-mimo" --prompts "$R/prompts/mixed.jsonl" --out "$R/distill.jsonl" \
-  --limit 960 --max-tokens 256 --dtype float32 --enforce-eager --max-model-len 1024 --chunk-size 96
-head -n 920 "$R/distill.jsonl" > "$R/train.jsonl"
-tail -n 40 "$R/distill.jsonl" > "$R/eval.jsonl"
-# 3. FastMTP head: K=3, beta=0.6, post-norm hidden state, self-distilled data
-$PY -m training.finetune --model_path "$R/smollm2-mimo" --train_file "$R/train.jsonl" --eval_file "$R/eval.jsonl" \
-  --max_eval_examples 40 --output_dir "$R/ft-k3" --num_steps 3 --num_train_epochs 1.6 --per_device_train_batch_size 8 \
-  --train_sampling_strategy group_by_length --learning_rate 5e-4 --max_seq_len 512 --eval_strategy steps \
-  --eval_steps 92 --save_steps 92 --logging_steps 8 --export both
-# 4. vanilla-style head: K=1, pre-norm hidden state (what vLLM's `mtp` feeds), same data, reused K times at serving
-$PY -m training.finetune --model_path "$R/smollm2-mimo" --train_file "$R/train.jsonl" --eval_file "$R/eval.jsonl" \
-  --max_eval_examples 40 --output_dir "$R/ft-k1" --num_steps 1 --hidden_state pre_norm --num_train_epochs 0.5 \
-  --per_device_train_batch_size 8 --train_sampling_strategy group_by_length --learning_rate 5e-4 --max_seq_len 512 \
-  --eval_strategy steps --eval_steps 58 --save_steps 58 --logging_steps 8 --export full
-# 5. draft maps from the training answers: English (general/math/code answers) and Chinese
-$PY - "$R" <<'PYS'
+M="$R/smollm2-mimo"
+
+# 1. offline prompts in the benchmark tasks' shapes (never their text; checked), ~paper mix by answer tokens
+[[ -f "$D/prompts/mixed.jsonl" || ! -f "$D/prompts/mixed.jsonl.gz" ]] || gunzip -k "$D/prompts/mixed.jsonl.gz"
+if want prompts; then
+  $PY -m training.synth_prompts "$D/prompts" --general 6000 --math 3300 --code 3000 --chinese 3600
+  $PY -m benchmarks.questions "$D"/prompts/{general,math,code,chinese}.jsonl
+  gzip -kf "$D/prompts/mixed.jsonl"
+fi
+# 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
+#    The committed corpus is data/smollm2/distill.jsonl.gz: gunzip it first to continue from it.
+if want distill; then
+  [[ -f "$D/distill.jsonl" || ! -f "$D/distill.jsonl.gz" ]] || gunzip -k "$D/distill.jsonl.gz"
+  $PY -m training.distill --model "$M" --prompts "$D/prompts/mixed.jsonl" --out "$D/distill.jsonl" \
+    --max-tokens 256 --dtype bfloat16 --enforce-eager --max-model-len 1024 --chunk-size 512 ${LIMIT:+--limit $LIMIT}
+  gzip -kf "$D/distill.jsonl"
+fi
+# 3. near-duplicate answers out (MinHash over whole conversations: template prompts are alike by design), answers
+#    cut at 256 tokens kept (every token is a valid target for the head), then 2% of ids held out for evaluation
+if want curate; then
+  $PY -m training.curate --in "$D/distill.jsonl" --out "$R/curated.jsonl" --keep-truncated --dedup-on conversation --overwrite
+  $PY -m training.split_holdout "$R/curated.jsonl" --train "$R/train.jsonl" --eval "$R/eval.jsonl" --every 25
+fi
+# 4. draft maps from the training answers: English (general/math/code) and Chinese
+if want maps; then
+  $PY -m training.split_holdout "$R/train.jsonl" --by-category chinese --train "$R/train-en.jsonl" --eval "$R/train-zh.jsonl"
+  NOTE="SmolLM2-135M-Instruct's own answers (training.distill, T=0.6, bf16) to training.synth_prompts prompts; benchmark prompts held out. See benchmarks/results/README.md"
+  $PY -m vocab_maps.build --tokenizer "$M" --input "$R/train-en.jsonl" --roles assistant --language en \
+    --size 4k,8k,16k --out "$R/maps/smollm2-en-{size}.pt" --note "$NOTE" --force
+  $PY -m vocab_maps.build --tokenizer "$M" --input "$R/train-zh.jsonl" --roles assistant --language zh \
+    --size 4k,8k --out "$R/maps/smollm2-zh-{size}.pt" --note "$NOTE" --force
+fi
+MAPS="${MAPS:-$R/maps/smollm2-en-8k.pt,$R/maps/smollm2-zh-8k.pt}"
+# 5. the main model's states, once (resumable shards; ~1.3 KB per token on disk)
+if want cache; then
+  $PY -m training.cache_states --model_path "$M" --data "$R/train.jsonl" --out "$R/cache/train" --max_seq_len 1024
+  $PY -m training.cache_states --model_path "$M" --data "$R/eval.jsonl" --out "$R/cache/eval" --max_seq_len 1024
+fi
+# 5b. ablations on a fixed slice (same cache, 100 steps each), served acceptance on dev prompts from the held-out
+#     conversations (never the benchmark questions)
+if [[ "$STAGE" == ablations ]]; then
+  $PY - "$R" <<'PYS'
 import json, sys
+from collections import defaultdict
 r = sys.argv[1]
-with open(f"{r}/train-en.jsonl", "w") as en, open(f"{r}/train-zh.jsonl", "w") as zh:
-    for line in open(f"{r}/train.jsonl"):
-        (zh if json.loads(line)["category"] == "chinese" else en).write(line)
+by = defaultdict(list)
+for line in open(f"{r}/eval.jsonl"):
+    c = json.loads(line)
+    by[c["category"]].append({"question_id": c["id"], "category": c["category"],
+                              "turns": [m["content"] for m in c["messages"] if m["role"] == "user"][:1]})
+with open(f"{r}/dev.jsonl", "w") as f:
+    for cat in ("general", "math", "code", "chinese"):
+        f.writelines(json.dumps(q, ensure_ascii=False) + "\n" for q in by[cat][:3])
 PYS
-NOTE="SmolLM2-135M-Instruct's own answers (training.distill, T=0.6) to the training split of training.synth_prompts prompts; benchmark prompts held out. See benchmarks/results/README.md"
-$PY -m vocab_maps.build --tokenizer "$R/smollm2-mimo" --input "$R/train-en.jsonl" --roles assistant --language en \
-  --size 2k,4k,8k --out "$R/maps/smollm2-en-{size}.pt" --note "$NOTE"
-$PY -m vocab_maps.build --tokenizer "$R/smollm2-mimo" --input "$R/train-zh.jsonl" --roles assistant --language zh \
-  --size 1k,8k --out "$R/maps/smollm2-zh-{size}.pt" --note "$NOTE"
-# 6. benchmark: every method side by side in one run, lossless check, summary at K=3
-M="$R/maps"
-OUT="${OUT:-benchmarks/results/pipeline}"          # the committed run wrote here
-SUMMARY="${SUMMARY:-benchmarks/results/summary.json}"
-vocab() { printf '{"speculative_config": {"method": "fastmtp"%s, "draft_vocab": {"maps": {"en": "%s", "zh": "%s"}}}}' "$3" "$M/$1.pt" "$M/$2.pt"; }
-$PY -m benchmarks.run --model "$R/ft-k3/final" --dtype float32 --group-by file --per-category 2 --max-new-tokens 128 \
-  --method none \
-  --method "mtp={\"model\": \"$R/ft-k1/final\", \"speculative_config\": {\"method\": \"mtp\", \"num_speculative_tokens\": 3}}" \
-  --method 'fastmtp={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
-  --method "fastmtp-vocab2k=$(vocab smollm2-en-2k smollm2-zh-1k ', "num_speculative_tokens": 3')" \
-  --method "fastmtp-vocab4k=$(vocab smollm2-en-4k smollm2-zh-8k ', "num_speculative_tokens": 3')" \
-  --method "fastmtp-vocab8k=$(vocab smollm2-en-8k smollm2-zh-8k '')" \
-  --k 1 2 3 --headline-k 3 --training-prompts "$R/prompts/mixed.jsonl" \
-  --out-dir "$OUT" --summary "$SUMMARY" --overwrite
-$PY -m benchmarks.step_costs "$OUT/results.json"
+  $PY -m benchmarks.ablations --model "$M" --train-file "$R/train.jsonl" --cache "$R/cache/train" \
+    --eval-file "$R/eval.jsonl" --eval-cache "$R/cache/eval" --eval-examples 105 --maps "$MAPS" --steps 100 \
+    --dev-questions "$R/dev.jsonl" --out benchmarks/results/ablations
+fi
+# 6. the FastMTP head from the cache: K=3, beta 0.6, greedy labels, CE over the draft vocabulary, bf16 autocast
+if want train; then
+  $PY -m training.finetune --model_path "$M" --train_file "$R/train.jsonl" --cache_dir "$R/cache/train" \
+    --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 200 --max_seq_len 1024 \
+    --label_source greedy --draft_vocab "$MAPS" --num_steps 3 --learning_rate 2e-3 --warmup_steps 0.03 \
+    --num_train_epochs "${EPOCHS:-2}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
+    --eval_strategy steps --eval_steps "${EVAL_STEPS:-250}" --save_steps "${EVAL_STEPS:-250}" --logging_steps 25 \
+    --output_dir "$R/ft" --export both --resume_from_checkpoint last
+fi
+# 7. benchmark: every method side by side in one run on held-out benchmark prompts, lossless check, summary
+if want bench; then
+  OUT="${OUT:-benchmarks/results/pipeline}"
+  SUMMARY="${SUMMARY:-benchmarks/results/summary.json}"
+  EN="${MAPS%%,*}"; ZH="${MAPS##*,}"
+  $PY -m benchmarks.run --model "$R/ft/final" --dtype float32 --group-by file --per-category 5 --max-new-tokens 128 \
+    --method none \
+    --method 'ngram={"speculative_config": {"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1, "num_speculative_tokens": 3}}' \
+    --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
+    --method "fastmtp={\"speculative_config\": {\"method\": \"fastmtp\", \"num_speculative_tokens\": 3, \"draft_vocab\": {\"maps\": {\"en\": \"$EN\", \"zh\": \"$ZH\"}}}}" \
+    --k 3 --headline-k 3 --training-prompts "$D/prompts/mixed.jsonl" --out-dir "$OUT" --summary "$SUMMARY" --overwrite
+  $PY -m benchmarks.step_costs "$OUT/results.json"
+fi
