@@ -2,7 +2,7 @@
 # The committed pipeline on SmolLM2-135M (benchmarks/results/README.md), end to end on CPU, in resumable stages:
 #   demo model -> offline prompts -> self-distillation (the corpus in data/smollm2/, committed compressed)
 #   -> curate + split -> vocabulary maps -> cached main-model states -> FastMTP head (fast path)
-#   -> side-by-side benchmark (none / ngram / fastmtp) -> benchmarks/results/summary.json
+#   -> side-by-side benchmark (none / ngram / vanilla-style / fastmtp) -> benchmarks/results/summary.json
 # Every stage skips or resumes what is done, so it can run in chunks across sessions. Stages: all (default) or one
 # of: prompts distill curate maps cache train bench (and ablations, run only when named). Usage: bash scripts/pipeline.sh [STAGE] [RUN_DIR]
 # Times on 2 CPU cores: distill ~300 generated tok/s (bf16), cache ~2k tok/s, training ~2k target tok/s.
@@ -17,8 +17,10 @@ mkdir -p "$R" "$D"
 export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-4}"
 want() { [[ "$STAGE" == all || "$STAGE" == "$1" ]]; }
 
-# 0. the demo model (SmolLM2-135M-Instruct -> MiMo format, head grafted from the last layer), float32 as served
-[[ -f "$R/smollm2-mimo/config.json" ]] || $PY -m benchmarks.demo_model "$R/smollm2-mimo" --dtype float32
+# 0. the demo model (SmolLM2-135M-Instruct -> MiMo format), float32 as served, with the shipped head: training
+#    continues from it (the committed run started from the head shipped before it). Its main-model fingerprint does
+#    not depend on the head, so the state cache stays valid whichever head it carries.
+[[ -f "$R/smollm2-mimo/config.json" ]] || $PY -m benchmarks.demo_model "$R/smollm2-mimo" --dtype float32 --head trained
 M="$R/smollm2-mimo"
 
 # 1. offline prompts in the benchmark tasks' shapes (never their text; checked), ~paper mix by answer tokens
@@ -80,11 +82,17 @@ fi
 # 6. the FastMTP head from the cache: K=3, beta 0.6, greedy labels, CE over the draft vocabulary, bf16 autocast
 if want train; then
   $PY -m training.finetune --model_path "$M" --train_file "$R/train.jsonl" --cache_dir "$R/cache/train" \
-    --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 200 --max_seq_len 1024 \
+    --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 105 --max_seq_len 1024 \
     --label_source greedy --draft_vocab "$MAPS" --num_steps 3 --learning_rate 2e-3 --warmup_steps 0.03 \
-    --num_train_epochs "${EPOCHS:-2}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
-    --eval_strategy steps --eval_steps "${EVAL_STEPS:-250}" --save_steps "${EVAL_STEPS:-250}" --logging_steps 25 \
-    --output_dir "$R/ft" --export both --resume_from_checkpoint last
+    --num_train_epochs "${EPOCHS:-1.5}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
+    --eval_strategy steps --eval_steps "${EVAL_STEPS:-95}" --save_steps "${EVAL_STEPS:-95}" --logging_steps 19 \
+    --eval_on_start true --output_dir "$R/ft" --export both --resume_from_checkpoint last
+  # the vanilla-style baseline: the same, trained for ONE step (K=1), reused for 3 when served
+  $PY -m training.finetune --model_path "$M" --train_file "$R/train.jsonl" --cache_dir "$R/cache/train" \
+    --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 105 --max_seq_len 1024 \
+    --label_source greedy --draft_vocab "$MAPS" --num_steps 1 --learning_rate 2e-3 --warmup_steps 0.03 \
+    --num_train_epochs "${EPOCHS:-1.5}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
+    --eval_strategy no --save_strategy no --logging_steps 50 --output_dir "$R/ft-k1" --export full
 fi
 # 7. benchmark: every method side by side in one run on held-out benchmark prompts, lossless check, summary
 if want bench; then
@@ -94,6 +102,7 @@ if want bench; then
   $PY -m benchmarks.run --model "$R/ft/final" --dtype float32 --group-by file --per-category 5 --max-new-tokens 128 \
     --method none \
     --method 'ngram={"speculative_config": {"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1, "num_speculative_tokens": 3}}' \
+    --method "vanilla-style={\"model\": \"$R/ft-k1/final\", \"speculative_config\": {\"method\": \"fastmtp\", \"num_speculative_tokens\": 3, \"draft_vocab\": {\"maps\": {\"en\": \"$EN\", \"zh\": \"$ZH\"}}}}" \
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
     --method "fastmtp={\"speculative_config\": {\"method\": \"fastmtp\", \"num_speculative_tokens\": 3, \"draft_vocab\": {\"maps\": {\"en\": \"$EN\", \"zh\": \"$ZH\"}}}}" \
     --k 3 --headline-k 3 --training-prompts "$D/prompts/mixed.jsonl" --out-dir "$OUT" --summary "$SUMMARY" --overwrite
