@@ -291,8 +291,9 @@ def states_mtp_loss(
         if length <= 0:
             break
         sel = loss_mask[:, k + 1 : k + 1 + length].bool()
-        labels = input_ids if label_source == "data" else None
-        targets = (labels[:, k + 1 : k + 1 + length] if labels is not None else greedy[:, k : k + length])[sel].long()
+        # the data's t_{i+k+1}, or the main model's greedy prediction for it (made at position i + k)
+        labels, start = (input_ids, k + 1) if label_source == "data" else (greedy, k)
+        targets = labels[:, start : start + length][sel].long()
         if vocab_index is not None:
             rows = vocab_index[targets]
             inside = rows >= 0
