@@ -211,6 +211,13 @@ def test_finetune_refuses_a_stale_cache_and_a_foreign_draft_vocab(tiny_random_mi
     with pytest.raises(FinetuneConfigError, match="hidden-state convention"):
         build(*parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", str(fp32_cache.dir),
                                    "--hidden_state", PRE_NORM, "--cache_top_n", "5")))
+    # a cache alone (no --train_file to fingerprint) is still checked against the model and the convention
+    no_data = [a for a in args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", str(fp32_cache.dir))]
+    i = no_data.index("--train_file")
+    del no_data[i : i + 2]
+    assert len(build(*parse_args(no_data))["train"]) == 20
+    with pytest.raises(FinetuneConfigError, match="hidden-state convention: cache 'post_norm', this run 'pre_norm'"):
+        build(*parse_args(no_data + ["--hidden_state", PRE_NORM]))
     with pytest.raises(FinetuneConfigError, match=r"draft_vocab: .*qwen2-en-16k.*151"):
         build(*parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", str(tmp_path / "c2"),
                                    "--draft_vocab", "qwen2-en-16k")))

@@ -462,18 +462,18 @@ def load_draft_vocab(spec: str, tokenizer, vocab_size: int) -> torch.Tensor:
 def _build_from_cache(fa, ta, model_dir: Path, head_src, tokenizer, max_len: int, pad_id: int) -> dict:
     """The fast path: datasets over cached main-model states; the module holds the head, the frozen embedding and
     the draft vocabulary's lm_head rows."""
-    from training.cache_states import StateCacheError, build_cache, open_cache
+    from training.cache_states import CacheKey, StateCacheError, build_cache, open_cache
     from training.checkpoint_io import frozen_vocab_matrices, load_main_config, main_weights_fingerprint
 
-    def cache(data_file, cache_dir, limit=None):
+    def cache(data_file, cache_dir):
         kw = dict(hidden_state=fa.hidden_state, top_n=fa.cache_top_n, max_seq_len=max_len, overlong=fa.overlong)
         try:
             if data_file:
                 return build_cache(model_dir, data_file, cache_dir, progress=not ta.disable_tqdm, **kw)
-            c = open_cache(cache_dir)
-            want = type(c.key)(model=main_weights_fingerprint(model_dir), data=c.key.data,
-                               hidden_state=fa.hidden_state, top_n=c.key.top_n, compute_dtype=c.key.compute_dtype)
-            return open_cache(cache_dir, expect=want)
+            # no data file to fingerprint: the cache must still be of this model and convention
+            want = CacheKey(model=main_weights_fingerprint(model_dir), data="", hidden_state=fa.hidden_state,
+                            top_n=0, compute_dtype="")
+            return open_cache(cache_dir, expect=want, check_fields=("model", "hidden_state"))
         except StateCacheError as e:
             raise FinetuneConfigError(str(e)) from None
 

@@ -90,7 +90,6 @@ class CachedHeadModule(nn.Module):
         """[B, K + 2] counts as training.finetune.per_row_acceptance, drafting as served (serving form, draft
         vocabulary), exact float math (no autocast)."""
         with torch.autocast(device_type=input_ids.device.type, enabled=False):
-            drafts = drafts_from_states(self.head, hidden.float(), embeds.float(), self.lm_rows.float(), self.num_steps)
-        if self.vocab_ids is not None:
-            drafts = torch.where(drafts >= 0, self.vocab_ids[drafts.clamp_min(0)], drafts)
+            drafts = drafts_from_states(self.head, hidden.float(), embeds.float(), self.lm_rows.float(), self.num_steps,
+                                        self.vocab_ids)
         return acceptance_rows(drafts, greedy, input_ids, attention_mask, loss_mask, self.num_steps)

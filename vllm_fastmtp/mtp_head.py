@@ -442,15 +442,14 @@ def _batched_draft_chains(main_model, head, input_ids, attention_mask, num_steps
     return drafts, greedy
 
 
-def drafts_from_states(head, hidden, embeds, lm_weight, num_steps: int, vocab_ids: torch.Tensor | None = None):
+def drafts_from_states(head, hidden, embeds, lm_rows, num_steps: int, vocab_ids: torch.Tensor | None = None):
     """[B, n, K] greedy drafts (-1 where undefined) of the serving-form chains anchored at every position, from
-    the main model's hidden states and the data's token embeddings; over ``vocab_ids`` (full ids) when given,
-    the way a pruned draft head serves."""
+    the main model's hidden states and the data's token embeddings. ``lm_rows`` is the lm_head, or its rows of a
+    draft vocabulary whose full ids are ``vocab_ids`` (drafts are mapped back to them, as a pruned head serves)."""
     B, n = hidden.shape[:2]
     drafts = torch.full((B, n, num_steps), -1, dtype=torch.long, device=hidden.device)
-    weight = lm_weight if vocab_ids is None else lm_weight[vocab_ids]
     for k, out in chain_outputs(head, hidden, embeds, num_steps, form=SERVING_FORM):
-        ids = (out.to(weight.dtype) @ weight.T).argmax(-1)
+        ids = (out.to(lm_rows.dtype) @ lm_rows.T).argmax(-1)
         drafts[:, : out.shape[1], k - 1] = ids if vocab_ids is None else vocab_ids[ids]
     return drafts
 
