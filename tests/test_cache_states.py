@@ -225,6 +225,23 @@ def test_finetune_refuses_a_stale_cache_and_a_foreign_draft_vocab(tiny_random_mi
         build(*parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--label_source", "greedy")))
 
 
+def test_several_caches_train_as_one_set_and_mismatched_lists_are_refused(tiny_random_mimo, data, tmp_path):
+    """New data is cached on its own beside the old cache; finetune reads both as one training set."""
+    from training.finetune import FinetuneConfigError, build, parse_args
+
+    more = write_chat(tmp_path / "more.jsonl", n=7, seed=11)
+    both = f"{tmp_path / 'cache'},{tmp_path / 'more-cache'}"
+    b = build(*parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", both,
+                                   "--train_file", f"{data},{more}", "--label_source", "greedy")))
+    old_cache, more_cache = open_cache(tmp_path / "cache"), open_cache(tmp_path / "more-cache")
+    assert len(old_cache) == 20 and len(b["train"]) == 20 + 7
+    assert b["data_info"]["train_assistant_tokens"] == old_cache.assistant_tokens() + more_cache.assistant_tokens()
+    last = b["train"][26]
+    assert torch.equal(last["input_ids"], more_cache[6]["input_ids"])
+    with pytest.raises(FinetuneConfigError, match="give one train file per cache"):
+        build(*parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", both)))
+
+
 def test_train_throughput_benchmark_runs_both_paths_on_the_same_data(tiny_random_mimo, data, tmp_path):
     from benchmarks.train_throughput import main
 

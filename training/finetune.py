@@ -109,7 +109,9 @@ class FinetuneArguments:
     cache_dir: str | None = field(
         default=None,
         metadata={"help": "Train from the main model's cached states in this directory (built from train_file first "
-                  "when missing or unfinished; reused across epochs and runs). No main model is loaded."},
+                  "when missing or unfinished; reused across epochs and runs). No main model is loaded. Several "
+                  "comma-separated caches train as one set (new data cached on its own, beside the old cache); "
+                  "with train_file, give one file per cache, in the same order."},
     )
     eval_cache_dir: str | None = field(default=None, metadata={"help": "Cached states of eval_file (with cache_dir)."})
     cache_top_n: int = field(default=20, metadata={"help": "Main-model top-N log-probs kept in a cache built here."})
@@ -443,13 +445,17 @@ def build(fa: FinetuneArguments, ta):
     }
 
 
+def _split_list(spec: str) -> list[str]:
+    return [x.strip() for x in str(spec).split(",") if x.strip()]
+
+
 def load_draft_vocab(spec: str, tokenizer, vocab_size: int) -> torch.Tensor:
     """Sorted union of the comma-separated maps' ids, each map checked against the tokenizer and vocab size."""
     from vllm_fastmtp.draft_vocab import VocabMapError, load_vocab_map, tokenizer_fingerprint
 
     fp = tokenizer_fingerprint(tokenizer)
     ids = []
-    for name in [x.strip() for x in spec.split(",") if x.strip()]:
+    for name in _split_list(spec):
         try:
             ids.append(load_vocab_map(name, vocab_size=vocab_size, fingerprint=fp))
         except VocabMapError as e:
@@ -477,9 +483,16 @@ def _build_from_cache(fa, ta, model_dir: Path, head_src, tokenizer, max_len: int
         except StateCacheError as e:
             raise FinetuneConfigError(str(e)) from None
 
-    train = cache(fa.train_file, fa.cache_dir)
-    if train.key.top_n < fa.distill_top_n and fa.distill_weight > 0:
-        raise FinetuneConfigError(f"{fa.cache_dir}: cache keeps top-{train.key.top_n}, distill_top_n is {fa.distill_top_n}")
+    dirs = _split_list(fa.cache_dir)
+    files = _split_list(fa.train_file) if fa.train_file else [None] * len(dirs)
+    if len(files) != len(dirs):
+        raise FinetuneConfigError(f"train_file names {len(files)} file(s), cache_dir {len(dirs)} cache(s): "
+                                  "give one train file per cache, in the same order")
+    parts = [cache(f, d) for f, d in zip(files, dirs)]
+    for d, part in zip(dirs, parts):
+        if part.key.top_n < fa.distill_top_n and fa.distill_weight > 0:
+            raise FinetuneConfigError(f"{d}: cache keeps top-{part.key.top_n}, distill_top_n is {fa.distill_top_n}")
+    train = parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
     eval_ds = None
     if fa.eval_cache_dir:
         eval_ds = cache(fa.eval_file, fa.eval_cache_dir)
@@ -503,13 +516,13 @@ def _build_from_cache(fa, ta, model_dir: Path, head_src, tokenizer, max_len: int
         label_source=fa.label_source, distill_weight=fa.distill_weight, distill_loss=fa.distill_loss,
         distill_top_n=fa.distill_top_n,
     )
-    base = train.dataset if isinstance(train, torch.utils.data.Subset) else train
+    subset = isinstance(train, torch.utils.data.Subset)
     data_info = {
         "train_file": str(fa.train_file) if fa.train_file else None,
         "cache_dir": str(fa.cache_dir),
-        "cache_key": dict(base.key.__dict__),
+        "cache_key": [dict(p.key.__dict__) for p in parts] if len(parts) > 1 else dict(parts[0].key.__dict__),
         "train_examples": len(train),
-        "train_assistant_tokens": base.assistant_tokens() if train is base else None,
+        "train_assistant_tokens": None if subset else sum(p.assistant_tokens() for p in parts),
         "eval_cache_dir": str(fa.eval_cache_dir) if fa.eval_cache_dir else None,
         "label_source": fa.label_source,
         "train_form": fa.train_form,
