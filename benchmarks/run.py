@@ -127,8 +127,9 @@ def job_payload(job: Job, args, groups, common) -> dict:
     }
 
 
-def run_engine(payload: dict, key: str, work: Path, timeout: float) -> dict:
-    """Run one engine process; returns its result or {'error': ...} (the run goes on with the other methods)."""
+def run_engine(payload: dict, key: str, work: Path, timeout: float, module: str = "benchmarks.engine_run") -> dict:
+    """Run one engine process (``python -m MODULE JOB RESULT``); returns its result or {'error': ...} (the run goes
+    on with the other methods)."""
     safe = key.replace("@", "_").replace("=", "")
     job_file, result_file, log_file = work / f"{safe}.job.json", work / f"{safe}.result.json", work / f"{safe}.log"
     job_file.write_text(json.dumps(payload))
@@ -137,7 +138,7 @@ def run_engine(payload: dict, key: str, work: Path, timeout: float) -> dict:
     t0 = time.perf_counter()
     with open(log_file, "w") as log:
         try:
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.engine_run", str(job_file), str(result_file)],
+            proc = subprocess.run([sys.executable, "-m", module, str(job_file), str(result_file)],
                                   stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout)
             rc = proc.returncode
         except subprocess.TimeoutExpired:
