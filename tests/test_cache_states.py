@@ -14,7 +14,7 @@ from training.checkpoint_io import load_main_model
 from training.data import load_chat_jsonl
 from training.from_cache import StatesCollator
 from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
-from vllm_fastmtp.mtp_head import MTPHead, chain_outputs, main_hidden_states, mtp_loss, states_mtp_loss
+from training.mtp_head import MTPHead, chain_outputs, main_hidden_states, mtp_loss, states_mtp_loss
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_finetune import args_for, write_chat  # noqa: E402
@@ -75,7 +75,7 @@ def test_rerun_reuses_and_an_interrupted_build_resumes_to_the_same_bytes(tiny_ra
 
 
 def test_foreign_stale_and_truncated_caches_are_refused_by_name(tiny_random_mimo, data, fp32_cache, tmp_path):
-    from vllm_fastmtp.tiny_checkpoint import build_tiny_mimo
+    from tests.fixtures.tiny_checkpoint import build_tiny_mimo
 
     kw = dict(top_n=5, dtype="float32", shard_examples=6, batch_tokens=200, progress=False)
     other_model = build_tiny_mimo(tmp_path / "other", init="random", seed=1)

@@ -23,7 +23,7 @@ ENGINE = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "512", "--
 
 @pytest.fixture(scope="module")
 def stopping_model(tmp_path_factory):
-    from vllm_fastmtp.tiny_checkpoint import build_tiny_mimo
+    from tests.fixtures.tiny_checkpoint import build_tiny_mimo
 
     path = build_tiny_mimo(
         tmp_path_factory.mktemp("distill_model"), init="counting", vocab_size=384, hidden_size=384,

@@ -22,7 +22,7 @@ from vllm_fastmtp.draft_vocab import (
     resolve_map_path,
     tokenizer_fingerprint,
 )
-from vllm_fastmtp.tiny_checkpoint import build_byte_tokenizer
+from tests.fixtures.tiny_checkpoint import build_byte_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from training.finetune import (
     run,
 )
 from vllm_fastmtp.conventions import CONFIG_KEY, POST_NORM, PRE_NORM, hidden_state_from_config
-from vllm_fastmtp.mtp_head import CHECKPOINT_PREFIX
+from training.mtp_head import CHECKPOINT_PREFIX
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import json
 import torch
 
 from training.finetune import parse_args, run
-from training.tiny_demo import build_demo_model, self_generate
+from tests.fixtures.tiny_demo import build_demo_model, self_generate
 
 torch.set_num_threads(1)
 

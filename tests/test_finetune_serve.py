@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 
 from tests.engine_job import run_job
 from training.finetune import load_main_model, parse_args, run
-from training.tiny_demo import build_demo_model, self_generate
+from tests.fixtures.tiny_demo import build_demo_model, self_generate
 from vllm_fastmtp.conventions import hidden_state_from_config
-from vllm_fastmtp.mtp_head import MTPHead, draft_chain
+from training.mtp_head import MTPHead, draft_chain
 
 pytestmark = pytest.mark.slow
 torch.set_num_threads(1)

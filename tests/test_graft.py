@@ -23,7 +23,7 @@ from training.graft import (
     graft_mtp_head,
     main,
 )
-from vllm_fastmtp.tiny_checkpoint import build_byte_tokenizer
+from tests.fixtures.tiny_checkpoint import build_byte_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def test_qwen2_source_keeps_its_biases(tmp_path):
 def test_last_layer_init_copies_the_last_block_and_loads_into_mtp_head(tmp_path):
     from transformers import AutoConfig
 
-    from vllm_fastmtp.mtp_head import MTPHead
+    from training.mtp_head import MTPHead
 
     src = _tiny_source(tmp_path / "src", "llama")
     out = graft_mtp_head(src, tmp_path / "out", init="last_layer")

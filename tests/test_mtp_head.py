@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
-from vllm_fastmtp.mtp_head import (
+from training.mtp_head import (
     CHECKPOINT_PREFIX,
     MissingMTPHeadError,
     MTPHead,
@@ -225,7 +225,7 @@ def test_main_hidden_states_conventions(random_pair):
 
 
 def test_chunked_loss_equals_unchunked(random_pair, monkeypatch):
-    import vllm_fastmtp.mtp_head as mh
+    import training.mtp_head as mh
 
     main, head = random_pair
     ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(5))
@@ -245,7 +245,7 @@ def test_chunked_loss_equals_unchunked(random_pair, monkeypatch):
 
 
 def test_batched_chains_block_size_does_not_matter(random_pair, monkeypatch):
-    import vllm_fastmtp.mtp_head as mh
+    import training.mtp_head as mh
 
     main, head = random_pair
     ids = torch.randint(0, 300, (2, 40), generator=torch.Generator().manual_seed(9))

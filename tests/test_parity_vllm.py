@@ -1,7 +1,7 @@
 """Train/serve parity: the K drafts the training-side head computes for a context equal the drafts vLLM's fastmtp
 proposer makes for the same context, for both step-1 hidden-state conventions.
 
-Training side: vllm_fastmtp.mtp_head.draft_chain (transformers main model + the project's head module). Serving
+Training side: training.mtp_head.draft_chain (transformers main model + the project's head module). Serving
 side: real vLLM (CPU build) with the plugin, drafts recorded by the proposer (VLLM_FASTMTP_RECORD_DRAFTS=1).
 Random float32 weights with non-trivial norm weights, so a convention mix-up changes the drafts.
 """
@@ -21,7 +21,7 @@ def training_side(tiny_random_mimo):
     from safetensors.torch import load_file
 
     from training.finetune import load_main_model
-    from vllm_fastmtp.mtp_head import MTPHead
+    from training.mtp_head import MTPHead
 
     main = load_main_model(tiny_random_mimo, torch.float32)
     head = MTPHead(main.config)
@@ -43,7 +43,7 @@ def _vllm_first_drafts(model, hidden_state, tmp_path):
 
 @pytest.mark.slow
 def test_training_head_drafts_equal_vllm_drafts(tiny_random_mimo, training_side, tmp_path):
-    from vllm_fastmtp.mtp_head import draft_chain
+    from training.mtp_head import draft_chain
 
     main, head = training_side
     chains = {}

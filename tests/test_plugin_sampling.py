@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.engine_job import run_job
-from vllm_fastmtp.tiny_checkpoint import build_tiny_mimo
+from tests.fixtures.tiny_checkpoint import build_tiny_mimo
 
 V, H, W = 384, 384, 0.36
 

@@ -52,7 +52,7 @@ def test_mixed_language_batches_are_lossless_and_use_the_right_map(tiny_random_m
 def test_pruned_map_really_restricts_drafts(tmp_path):
     """Counting model: drafts are right at every position with the full vocabulary; a map without the ids the
     count reaches makes those drafts impossible, yet the output stays identical (verification is full-vocab)."""
-    from vllm_fastmtp.tiny_checkpoint import build_tiny_mimo
+    from tests.fixtures.tiny_checkpoint import build_tiny_mimo
 
     model = build_tiny_mimo(tmp_path / "count", init="counting", head="token", vocab_size=384, hidden_size=384,
                             num_attention_heads=6, num_key_value_heads=2)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vllm_fastmtp.draft_vocab import load_vocab_map, read_sidecar, tokenizer_fingerprint
-from vllm_fastmtp.tiny_checkpoint import build_byte_tokenizer
+from tests.fixtures.tiny_checkpoint import build_byte_tokenizer
 from vocab_maps.build import main, select_ids
 
 

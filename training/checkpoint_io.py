@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from vllm_fastmtp.conventions import CONFIG_KEY, MTP_PREFIX
-from vllm_fastmtp.mtp_head import CHECKPOINT_PREFIX, MissingMTPHeadError
+from training.mtp_head import CHECKPOINT_PREFIX, MissingMTPHeadError
 
 
 class CheckpointError(ValueError):

@@ -35,7 +35,7 @@ from training.precision import bf16_native
 from training.from_cache import CachedHeadModule, StatesCollator
 from training.data import ChatDataset, FinetuneDataError, NoAssistantTokensError, PadCollator, load_chat_jsonl
 from vllm_fastmtp.conventions import CONFIG_KEY, DEFAULT_HIDDEN_STATE, HIDDEN_STATE_CHOICES, HIDDEN_STATE_FIELD
-from vllm_fastmtp.mtp_head import (
+from training.mtp_head import (
     LABEL_SOURCES,
     TRAIN_FORMS,
     CHECKPOINT_PREFIX,
