@@ -9,20 +9,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vllm_fastmtp.draft_vocab import (
-    CJK,
-    NEUTRAL,
-    OTHER,
-    DraftVocabConfig,
-    LanguageDetector,
-    PrunedDraftHead,
-    VocabMapError,
-    classify_token_bytes,
-    load_vocab_map,
-    resolve_map_path,
-    tokenizer_fingerprint,
-)
 from tests.fixtures.tiny_checkpoint import build_byte_tokenizer
+from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead
+from vocab_maps.format import VocabMapError, load_vocab_map, resolve_map_path, tokenizer_fingerprint
+from vocab_maps.language import CJK, NEUTRAL, OTHER, LanguageDetector, classify_token_bytes
 
 
 @pytest.fixture(scope="module")
@@ -217,31 +207,29 @@ def test_pruned_argmax_equals_restricted_full_argmax():
         assert one.tolist() == want.tolist()
 
 
-def test_logits_and_masked_logits_agree():
+def test_rows_whose_best_token_is_outside_their_map_draft_the_best_map_token():
     W, maps, head = _head()
-    hidden = torch.randn(6, 16)
-    langs = ["en", "zh", "full", "zh", "en", "full"]
+    outside = [i for i in range(300) if i not in set(maps["en"].tolist())][:4]
+    hidden = 10 * W[outside]  # each row's full-vocabulary argmax is an id the en map does not hold
     full = hidden @ W.T
-    masked = head.masked_logits(full, langs)
-    cheap = head.logits(hidden, langs)
-    assert cheap.shape == full.shape
-    torch.testing.assert_close(cheap, masked)
-    for r, lang in enumerate(langs):
-        finite = torch.isfinite(masked[r]).nonzero().squeeze(1)
-        want = torch.arange(300) if maps[lang] is None else maps[lang].sort().values
-        assert finite.tolist() == want.tolist()
-    # Sampling from the masked distribution only ever draws map tokens.
-    probs = torch.softmax(masked[0], -1)
-    draws = torch.multinomial(probs, 200, replacement=True, generator=torch.Generator().manual_seed(0))
-    assert set(draws.tolist()) <= set(maps["en"].tolist())
+    assert set(full.argmax(-1).tolist()) == set(outside)
+    got = head.argmax(hidden, ["en", "en", "full", "en"])
+    for r, tok in enumerate(got.tolist()):
+        if r == 2:
+            assert tok == outside[2]  # the full-vocabulary row is not restricted
+        else:
+            assert tok in set(maps["en"].tolist()) and tok == int(maps["en"][full[r, maps["en"]].argmax()])
 
 
 def test_padded_vocab_and_errors():
     W = torch.randn(320, 8)  # padded rows beyond vocab_size 300
     with pytest.raises(VocabMapError, match=r"map 'en': token id 310 >= vocab_size 300"):
         PrunedDraftHead(W, {"en": torch.tensor([1, 310])}, vocab_size=300)
+    W[300:] = 100.0  # padded rows would win an argmax over all 320 rows
     head = PrunedDraftHead(W, {"en": None}, vocab_size=300)
-    assert head.logits(torch.randn(2, 8), ["en", "en"]).shape == (2, 300)
+    hidden = torch.ones(2, 8)
+    assert (hidden @ W.T).argmax(-1).min() >= 300
+    assert head.argmax(hidden, ["en", "en"]).max() < 300  # the full map stops at vocab_size
     with pytest.raises(KeyError, match=r"no draft vocabulary map for language 'fr'"):
         head.argmax(torch.randn(1, 8), ["fr"])
 

@@ -27,7 +27,7 @@ def test_entry_point_is_registered():
 
 
 def test_fastmtp_maps_onto_mtp_and_carries_options(tiny_random_mimo):
-    from vllm_fastmtp.vllm_compat import fastmtp_options
+    from vllm_fastmtp.integration.config import fastmtp_options
 
     config = _engine_config(tiny_random_mimo, {"method": "fastmtp"})
     spec = config.speculative_config
@@ -42,7 +42,7 @@ def test_fastmtp_maps_onto_mtp_and_carries_options(tiny_random_mimo):
 
 
 def test_checkpoint_record_and_override_of_hidden_state(tiny_random_mimo, tmp_path):
-    from vllm_fastmtp.vllm_compat import fastmtp_options
+    from vllm_fastmtp.integration.config import fastmtp_options
 
     model = tmp_path / "m"
     shutil.copytree(tiny_random_mimo, model)
@@ -93,7 +93,7 @@ def test_unsupported_vllm_version_is_refused(tiny_random_mimo, monkeypatch):
     """Simulated: the installed vLLM reports a version whose internals were not checked."""
     import vllm
 
-    from vllm_fastmtp.vllm_compat import UnsupportedVLLMError, check_vllm_version
+    from vllm_fastmtp.integration.version import UnsupportedVLLMError, check_vllm_version
 
     monkeypatch.setattr(vllm, "__version__", "0.31.2")
     with pytest.raises(UnsupportedVLLMError, match=r"supports vLLM >=0.32.0,<0.34.*installed vLLM is 0.31.2"):
@@ -105,13 +105,14 @@ def test_unsupported_vllm_version_is_refused(tiny_random_mimo, monkeypatch):
 
 
 def test_missing_internal_is_named():
-    from vllm_fastmtp.vllm_compat import UnsupportedVLLMError, _patch_v1_runner
+    from vllm_fastmtp.integration.runner_v1 import patch_v1_runner
+    from vllm_fastmtp.integration.version import UnsupportedVLLMError
 
     class FakeRunnerModule:  # a runner module from a vLLM without the symbol fastmtp replaces
         __name__ = "vllm.v1.worker.gpu_model_runner"
 
     with pytest.raises(UnsupportedVLLMError, match="has no vllm.v1.worker.gpu_model_runner.EagleProposer"):
-        _patch_v1_runner(FakeRunnerModule())
+        patch_v1_runner(FakeRunnerModule())
 
 
 def test_v1_runner_uses_fastmtp_proposer():
@@ -130,7 +131,8 @@ def test_model_runner_v2_is_refused_clearly(monkeypatch):
     """Model Runner V2 is GPU-only (needs Triton/CUDA): its speculator factory cannot run on this CPU, so this
     test calls the guard vLLM's V2 runner would call, with a stand-in config object (the only mock here)."""
     from vllm_fastmtp.options import HF_CONFIG_ATTR
-    from vllm_fastmtp.vllm_compat import _select_v1_runner, refuse_v2
+    from vllm_fastmtp.integration.config import select_v1_runner
+    from vllm_fastmtp.integration.runner_v2 import refuse_v2
 
     calls = []
     guarded = refuse_v2(lambda cfg, *a, **k: calls.append(cfg) or "speculator")
@@ -150,9 +152,9 @@ def test_model_runner_v2_is_refused_clearly(monkeypatch):
 
     monkeypatch.setenv("VLLM_USE_V2_MODEL_RUNNER", "1")
     with pytest.raises(FastMTPConfigError, match="VLLM_USE_V2_MODEL_RUNNER=1"):
-        _select_v1_runner()
+        select_v1_runner()
     monkeypatch.delenv("VLLM_USE_V2_MODEL_RUNNER")
-    _select_v1_runner()
+    select_v1_runner()
     import os
 
     assert os.environ["VLLM_USE_V2_MODEL_RUNNER"] == "0"
@@ -180,7 +182,7 @@ def test_bad_vocab_maps_fail_at_config_time(tiny_random_mimo, tmp_path):
     """Checked while the engine config is built, before any engine process: the file is named."""
     import torch
 
-    from vllm_fastmtp.draft_vocab import VocabMapError
+    from vocab_maps.format import VocabMapError
 
     too_big = tmp_path / "too_big.pt"
     torch.save([1, 2, 9999], too_big)
@@ -194,7 +196,7 @@ def test_bad_vocab_maps_fail_at_config_time(tiny_random_mimo, tmp_path):
         _engine_config(tiny_random_mimo, {"method": "fastmtp", "draft_vocab": {"maps": {"en": "qwen2-en-32k"}}})
     good = tmp_path / "good.pt"
     torch.save(list(range(200)), good)
-    from vllm_fastmtp.vllm_compat import fastmtp_options
+    from vllm_fastmtp.integration.config import fastmtp_options
 
     opts = fastmtp_options(_engine_config(tiny_random_mimo, {"method": "fastmtp", "draft_vocab": {"maps": {"en": str(good)}}}))
     assert opts["draft_vocab"]["maps"] == {"en": str(good.resolve())}

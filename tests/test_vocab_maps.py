@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vllm_fastmtp.draft_vocab import load_vocab_map, read_sidecar, tokenizer_fingerprint
+from vocab_maps.format import load_vocab_map, read_sidecar, tokenizer_fingerprint
 from tests.fixtures.tiny_checkpoint import build_byte_tokenizer
 from vocab_maps.build import main, select_ids
 

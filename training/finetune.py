@@ -451,7 +451,7 @@ def _split_list(spec: str) -> list[str]:
 
 def load_draft_vocab(spec: str, tokenizer, vocab_size: int) -> torch.Tensor:
     """Sorted union of the comma-separated maps' ids, each map checked against the tokenizer and vocab size."""
-    from vllm_fastmtp.draft_vocab import VocabMapError, load_vocab_map, tokenizer_fingerprint
+    from vocab_maps.format import VocabMapError, load_vocab_map, tokenizer_fingerprint
 
     fp = tokenizer_fingerprint(tokenizer)
     ids = []
