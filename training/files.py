@@ -1,17 +1,15 @@
-"""File helpers every stage shares: an atomic write, and a JSONL reader that numbers its lines.
+"""The one atomic write every stage uses (distill, curate, split, prompts, vocabulary maps).
 
 Each stage writes outputs that a later stage, or a resumed run, trusts; a crash must leave the old file or the new
-one, never half of one. Each stage also reports bad input as ``file:line``; reading lines one way keeps those
-numbers comparable across stages.
+one, never half of one.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, TextIO
+from typing import Callable
 
 
 def atomic_write(path: str | Path, content: str | bytes | Callable[[str], None]) -> Path:
@@ -29,8 +27,8 @@ def atomic_write(path: str | Path, content: str | bytes | Callable[[str], None])
         else:
             with open(tmp, "wb") as f:
                 f.write(content.encode("utf-8") if isinstance(content, str) else content)
-                f.flush()
-                os.fsync(f.fileno())
+        with open(tmp, "rb+") as f:  # on disk before the rename, so a crash cannot leave an empty new file
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs are ordinary shareable files
         os.replace(tmp, path)
     except BaseException:
@@ -38,27 +36,3 @@ def atomic_write(path: str | Path, content: str | bytes | Callable[[str], None])
             os.unlink(tmp)
         raise
     return path
-
-
-class JSONLineError(ValueError):
-    """A line that is not a JSON object; ``where`` is ``file:line``, ``reason`` what is wrong with it."""
-
-    def __init__(self, where: str, reason: str):
-        super().__init__(f"{where}: {reason}")
-        self.where, self.reason = where, reason
-
-
-def jsonl_records(f: TextIO, path: str | Path) -> Iterator[tuple[str, str, dict]]:
-    """(``file:line``, raw line, object) for every non-blank line of an open JSONL file; a line that is not a
-    JSON object raises JSONLineError, which callers turn into their own stage's error."""
-    for lineno, line in enumerate(f, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise JSONLineError(where, f"not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise JSONLineError(where, f"expected a JSON object, got {type(obj).__name__}")
-        yield where, line, obj

@@ -308,5 +308,5 @@ def save_map(path: str | Path, ids: Sequence[int], meta: dict, *, vocab_size: in
         meta["format"] = FORMAT_LIST
         atomic_write(path, lambda tmp: torch.save(ids, tmp))
     text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
-    atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(sidecar_path(path), text)
     return path
