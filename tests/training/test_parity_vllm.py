@@ -9,7 +9,7 @@ Random float32 weights with non-trivial norm weights, so a convention mix-up cha
 import pytest
 import torch
 
-from tests.engine_job import run_job
+from tests.fixtures.engine_job import run_job
 from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
 
 K = 3

@@ -23,7 +23,7 @@ from benchmarks.questions import (
 )
 from benchmarks.run import main as run_main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _write(path: Path, lines: list) -> Path:

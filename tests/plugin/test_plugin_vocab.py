@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.engine_job import run_job
+from tests.fixtures.engine_job import run_job
 
 EN = ["The weather is nice today.", "def add(a, b): return a + b", "Once upon a time there was",
       "Numbers: 1 2 3 4", "Hello world, hello vLLM"]

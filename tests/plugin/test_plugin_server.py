@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine_job import run_job
+from tests.fixtures.engine_job import run_job
 
 N_CLIENTS = 64
 MAX_TOKENS = 12

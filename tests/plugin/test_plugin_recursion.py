@@ -9,7 +9,7 @@ Vanilla `mtp` runs the same head for comparison (vLLM 0.32's MTP loop also recur
 
 import pytest
 
-from tests.engine_job import run_job
+from tests.fixtures.engine_job import run_job
 from tests.fixtures.tiny_checkpoint import build_tiny_mimo
 
 PROMPTS = [f"prompt {i}: " + "abcdefghij"[i % 10] * (i % 7 + 1) for i in range(12)]

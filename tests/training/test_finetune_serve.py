@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.engine_job import run_job
+from tests.fixtures.engine_job import run_job
 from training.finetune import load_main_model, parse_args, run
 from tests.fixtures.tiny_demo import build_demo_model, self_generate
 from vllm_fastmtp.conventions import hidden_state_from_config

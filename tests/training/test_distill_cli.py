@@ -17,7 +17,7 @@ import pytest
 
 from training.distill import main, recover_output, DistillError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENGINE = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "512", "--distributed-executor-backend", "uni"]
 
 

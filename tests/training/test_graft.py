@@ -25,7 +25,7 @@ from training.graft import (
 )
 from tests.fixtures.tiny_checkpoint import build_byte_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _tiny_source(out: Path, model_type: str = "llama", tie: bool = False, seed: int = 0) -> Path:

@@ -15,7 +15,7 @@ import torch
 
 from benchmarks.demo_model import DemoModelMissingError, build_demo_model, find_demo_gguf
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time"]
 
 

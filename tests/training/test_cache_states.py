@@ -2,8 +2,6 @@
 refusals of foreign/stale/truncated caches, and the cached loss equal to the text path's loss."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +14,7 @@ from training.from_cache import StatesCollator
 from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
 from training.mtp_head import MTPHead, chain_outputs, main_hidden_states, mtp_loss, states_mtp_loss
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_finetune import args_for, write_chat  # noqa: E402
+from tests.training.test_finetune import args_for, write_chat
 
 torch.set_num_threads(1)
 

@@ -6,7 +6,7 @@ mismatch. 60 varied prompts, submitted in batches of 1, 4 and 16, for K = 1, 3 a
 
 import pytest
 
-from tests.engine_job import run_job
+from tests.fixtures.engine_job import run_job
 
 PROMPTS = [
     "The quick brown fox jumps over the lazy dog.",

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.engine_job import run_job
+from tests.fixtures.engine_job import run_job
 from tests.fixtures.tiny_checkpoint import build_tiny_mimo
 
 V, H, W = 384, 384, 0.36

@@ -27,7 +27,7 @@ from vllm_fastmtp.conventions import CONFIG_KEY, POST_NORM, PRE_NORM, hidden_sta
 from training.mtp_head import CHECKPOINT_PREFIX
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_chat(path: Path, n: int = 24, seed: int = 0, assistant: bool = True, length: int = 30) -> Path:
