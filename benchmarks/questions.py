@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-QUESTIONS_DIR = Path(__file__).resolve().parent / "questions"
+QUESTIONS_DIR = Path(__file__).resolve().parent / "question_sets"  # the data beside this module, named apart from it
 # Bundled sets, in the order the headline run uses them.
 BUNDLED = ("mt_bench.jsonl", "humaneval.jsonl", "math.jsonl", "chinese.jsonl")
 

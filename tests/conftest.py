@@ -11,7 +11,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 @pytest.fixture(scope="session")
 def tiny_random_mimo(tmp_path_factory):
     """A float32 random-weight MiMo checkpoint (byte tokenizer, vocab 384, hidden 64, one MTP layer)."""
-    from vllm_fastmtp.tiny_checkpoint import build_tiny_mimo
+    from tests.fixtures.tiny_checkpoint import build_tiny_mimo
 
     return build_tiny_mimo(tmp_path_factory.mktemp("tiny_random"), init="random", seed=0)
 
@@ -19,7 +19,7 @@ def tiny_random_mimo(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_counting_mimo(tmp_path_factory):
     """Main model counts up (t -> t+1); the MTP head drafts from the HIDDEN path only."""
-    from vllm_fastmtp.tiny_checkpoint import build_tiny_mimo
+    from tests.fixtures.tiny_checkpoint import build_tiny_mimo
 
     return build_tiny_mimo(
         tmp_path_factory.mktemp("tiny_counting_hidden"),

@@ -36,7 +36,7 @@ from training.checkpoint_io import load_main_model, main_weights_fingerprint
 from training.data import Example, load_chat_jsonl
 from training.precision import autocast, bf16_native
 from vllm_fastmtp.conventions import DEFAULT_HIDDEN_STATE, HIDDEN_STATE_CHOICES
-from vllm_fastmtp.mtp_head import main_hidden_states
+from training.mtp_head import main_hidden_states
 
 logger = logging.getLogger("training.cache_states")
 

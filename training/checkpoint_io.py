@@ -1,5 +1,6 @@
-"""Reading and writing MiMo-format checkpoints: the weight map, the head's tensors, the frozen main model, the
-servable copy with a new head, the head alone, and a fingerprint of the main model's weights.
+"""Reading and writing checkpoints: the weight map, the head's tensors, the frozen main model, the servable copy
+with a new head, the head alone, a fingerprint of the main model's weights, and (for graft) every tensor of a
+safetensors/.bin checkpoint and a sharded write.
 
 One module so that finetune, the state cache and graft agree on names and layouts (``conventions.MTP_PREFIX``).
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 from vllm_fastmtp.conventions import CONFIG_KEY, MTP_PREFIX
-from vllm_fastmtp.mtp_head import CHECKPOINT_PREFIX, MissingMTPHeadError
+from training.mtp_head import CHECKPOINT_PREFIX, MissingMTPHeadError
 
 
 class CheckpointError(ValueError):
@@ -213,3 +214,69 @@ def main_weights_fingerprint(model_dir: Path) -> str:
     for n in sorted(digests):
         h.update(f"{n}={digests[n]};".encode())
     return h.hexdigest()
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """Every weight file of a Hugging Face checkpoint: *.safetensors, else pytorch_model*.bin."""
+    st = sorted(model_dir.glob("*.safetensors"))
+    if st:
+        return st
+    bins = sorted(model_dir.glob("pytorch_model*.bin"))
+    if bins:
+        return bins
+    raise CheckpointError(f"{model_dir} has no *.safetensors or pytorch_model*.bin weight files")
+
+
+def weight_names(model_dir: Path) -> set[str]:
+    """Every tensor name, from safetensors headers (a .bin checkpoint has to be loaded to know its names)."""
+    from safetensors import safe_open
+
+    names: set[str] = set()
+    for f in weight_files(model_dir):
+        if f.suffix == ".safetensors":
+            with safe_open(str(f), framework="pt") as sf:
+                names.update(sf.keys())
+        else:  # rarely used format; the names are only known once loaded
+            names.update(torch.load(str(f), map_location="cpu", weights_only=True).keys())
+    return names
+
+
+def read_all_tensors(model_dir: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of every weight file."""
+    from safetensors import safe_open
+
+    tensors: dict[str, torch.Tensor] = {}
+    for f in weight_files(model_dir):
+        if f.suffix == ".safetensors":
+            with safe_open(str(f), framework="pt") as sf:
+                for k in sf.keys():
+                    tensors[k] = sf.get_tensor(k)
+        else:
+            tensors.update(torch.load(str(f), map_location="cpu", weights_only=True))
+    return tensors
+
+
+def write_sharded(tensors: dict[str, torch.Tensor], out: Path, shard_bytes: int) -> None:
+    """model.safetensors, or shards of at most ``shard_bytes`` plus model.safetensors.index.json."""
+    from safetensors.torch import save_file
+
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for k in sorted(tensors):
+        n = tensors[k].numel() * tensors[k].element_size()
+        if shards[-1] and size + n > shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][k] = tensors[k]
+        size += n
+    if len(shards) == 1:
+        save_file(shards[0], str(out / "model.safetensors"), metadata={"format": "pt"})
+        return
+    wmap = {}
+    for i, shard in enumerate(shards, 1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(out / name), metadata={"format": "pt"})
+        wmap.update({k: name for k in shard})
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    index = {"metadata": {"total_size": total}, "weight_map": wmap}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.files import atomic_write
+
 PAPER_MIX = {"general": 0.42, "math": 0.18, "code": 0.13, "chinese": 0.27}
 INCOMPLETE_REASONS = ("length", "prompt_too_long")
 
@@ -377,14 +379,12 @@ def validate(args: argparse.Namespace) -> dict[str, float] | None:
     return parse_mix(args.mix) if args.mix else None
 
 
-def write_atomic(path: Path, text_lines) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for line in text_lines:
-            f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def _write_records(path: str, items: list[Item]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for it in items:
+            f.write(json.dumps(it.rec, ensure_ascii=False) + "\n")
 
 
 def curate(args: argparse.Namespace, mix: dict[str, float] | None) -> tuple[list[Item], list[StepReport]]:
@@ -435,12 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     mix_step = next((s for s in steps if s.step == "mix"), None)
     if mix_step and mix_step.details["max_share_error"] > args.mix_tolerance:
         report["error"] = f"achieved shares miss the targets by {mix_step.details['max_share_error']:.4f} > --mix-tolerance {args.mix_tolerance}"
-        write_atomic(report_path, [json.dumps(report, indent=2, ensure_ascii=False) + "\n"])
+        atomic_write(report_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         print(f"error: {report['error']}; {out} not written (items are too large for the budget: add data or raise the tolerance)", file=sys.stderr)
         return 3
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, (json.dumps(it.rec, ensure_ascii=False) + "\n" for it in items))
-    write_atomic(report_path, [json.dumps(report, indent=2, ensure_ascii=False) + "\n"])
+    atomic_write(out, lambda tmp: _write_records(tmp, items))
+    atomic_write(report_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"[curate] {len(items)} conversations written to {out}; report in {report_path}", file=sys.stderr)
     return 0
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from training.files import atomic_write
 from training.prompts import FORMATS, Conversation, PromptFormatError, load_inputs
 
 # The FastMTP report's self-distillation settings.
@@ -212,9 +213,7 @@ def check_or_write_meta(out: Path, meta: dict) -> None:
                 + "\nUse a new --out, or repeat the original settings to resume."
             )
         return
-    tmp = mp.with_name(mp.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, mp)
+    atomic_write(mp, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
 
 
 # ------------------------------------------------------------------------------------------- resume
@@ -344,7 +343,7 @@ class ChunkGenerator:
     ):
         from vllm import LLM
 
-        from vllm_fastmtp.vllm_compat import cpu_engine_workarounds
+        from vllm_fastmtp.integration.cpu_fixes import cpu_engine_workarounds
 
         use_all_cpu_cores()
         self.llm = LLM(**{**cpu_engine_workarounds(), **llm_kwargs})

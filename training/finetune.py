@@ -35,7 +35,7 @@ from training.precision import bf16_native
 from training.from_cache import CachedHeadModule, StatesCollator
 from training.data import ChatDataset, FinetuneDataError, NoAssistantTokensError, PadCollator, load_chat_jsonl
 from vllm_fastmtp.conventions import CONFIG_KEY, DEFAULT_HIDDEN_STATE, HIDDEN_STATE_CHOICES, HIDDEN_STATE_FIELD
-from vllm_fastmtp.mtp_head import (
+from training.mtp_head import (
     LABEL_SOURCES,
     TRAIN_FORMS,
     CHECKPOINT_PREFIX,
@@ -451,7 +451,7 @@ def _split_list(spec: str) -> list[str]:
 
 def load_draft_vocab(spec: str, tokenizer, vocab_size: int) -> torch.Tensor:
     """Sorted union of the comma-separated maps' ids, each map checked against the tokenizer and vocab size."""
-    from vllm_fastmtp.draft_vocab import VocabMapError, load_vocab_map, tokenizer_fingerprint
+    from vocab_maps.format import VocabMapError, load_vocab_map, tokenizer_fingerprint
 
     fp = tokenizer_fingerprint(tokenizer)
     ids = []

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vllm_fastmtp.mtp_head import MTPHead, acceptance_rows, drafts_from_states, states_mtp_loss
+from training.mtp_head import MTPHead, acceptance_rows, drafts_from_states, states_mtp_loss
 
 PAD_VALUES = {"input_ids": 0, "loss_mask": 0, "hidden": 0.0, "greedy": -1, "top_ids": 0, "top_logp": 0.0}
 

@@ -31,9 +31,9 @@ from typing import Iterable
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from vllm_fastmtp.conventions import CONFIG_KEY, MTP_PREFIX
+from training.checkpoint_io import CheckpointError, read_all_tensors, weight_names, write_sharded
+from vllm_fastmtp.conventions import CONFIG_KEY, MTP_ARCHITECTURE, MTP_LAYERS_PREFIX, MTP_PREFIX
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 INITS = ("last_layer", "random")
@@ -105,25 +105,11 @@ def _read_config(src_dir: Path, gguf: Path | None) -> dict:
     return AutoConfig.from_pretrained(str(src_dir), gguf_file=gguf.name).to_dict()
 
 
-def _weight_files(src_dir: Path) -> list[Path]:
-    st = sorted(src_dir.glob("*.safetensors"))
-    if st:
-        return st
-    bins = sorted(src_dir.glob("pytorch_model*.bin"))
-    if bins:
-        return bins
-    raise GraftError(f"{src_dir} has no *.safetensors or pytorch_model*.bin weight files")
-
-
-def _weight_names(src_dir: Path) -> set[str]:
-    names: set[str] = set()
-    for f in _weight_files(src_dir):
-        if f.suffix == ".safetensors":
-            with safe_open(str(f), framework="pt") as sf:
-                names.update(sf.keys())
-        else:  # rarely used format; the names are only known once loaded
-            names.update(torch.load(str(f), map_location="cpu", weights_only=True).keys())
-    return names
+def _source_weight_names(src_dir: Path) -> set[str]:
+    try:
+        return weight_names(src_dir)
+    except CheckpointError as e:
+        raise GraftError(str(e)) from None
 
 
 def _load_tensors(src_dir: Path, gguf: Path | None) -> dict[str, torch.Tensor]:
@@ -132,15 +118,10 @@ def _load_tensors(src_dir: Path, gguf: Path | None) -> dict[str, torch.Tensor]:
 
         model = AutoModelForCausalLM.from_pretrained(str(src_dir), gguf_file=gguf.name, dtype=torch.float32)
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
-    tensors: dict[str, torch.Tensor] = {}
-    for f in _weight_files(src_dir):
-        if f.suffix == ".safetensors":
-            with safe_open(str(f), framework="pt") as sf:
-                for k in sf.keys():
-                    tensors[k] = sf.get_tensor(k)
-        else:
-            tensors.update(torch.load(str(f), map_location="cpu", weights_only=True))
-    return tensors
+    try:
+        return read_all_tensors(src_dir)
+    except CheckpointError as e:
+        raise GraftError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -150,7 +131,7 @@ def check_source_config(cfg: dict, where: str, force: bool) -> None:
     """Refuse, before any work, anything Qwen2 cannot express exactly."""
     mt = cfg.get("model_type")
     archs = cfg.get("architectures") or []
-    has_head = (cfg.get("num_nextn_predict_layers") or 0) > 0 or "MiMoForCausalLM" in archs
+    has_head = (cfg.get("num_nextn_predict_layers") or 0) > 0 or MTP_ARCHITECTURE in archs
     if has_head and not force:
         raise ExistingMTPHeadError(
             f"{where}: the source already has an MTP head (architectures {archs}, num_nextn_predict_layers "
@@ -193,7 +174,7 @@ def qwen2_config(cfg: dict, dtype: str) -> dict:
     out = {k: v for k, v in cfg.items() if not k.startswith("_") and k not in _DROPPED_KEYS}
     n_layers = cfg["num_hidden_layers"]
     out.update(
-        architectures=["MiMoForCausalLM"],
+        architectures=[MTP_ARCHITECTURE],
         model_type="qwen2",
         num_nextn_predict_layers=1,
         use_sliding_window=False,
@@ -298,29 +279,6 @@ def load_head_file(path, expected: dict[str, torch.Tensor]) -> tuple[dict[str, t
     return {k: v.float() for k, v in tensors.items()}, record
 
 
-def _save_sharded(tensors: dict[str, torch.Tensor], out: Path) -> None:
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for k in sorted(tensors):
-        n = tensors[k].numel() * tensors[k].element_size()
-        if shards[-1] and size + n > SHARD_BYTES:
-            shards.append({})
-            size = 0
-        shards[-1][k] = tensors[k]
-        size += n
-    if len(shards) == 1:
-        save_file(shards[0], str(out / "model.safetensors"), metadata={"format": "pt"})
-        return
-    weight_map = {}
-    for i, shard in enumerate(shards, 1):
-        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(out / name), metadata={"format": "pt"})
-        weight_map.update({k: name for k in shard})
-    total = sum(t.numel() * t.element_size() for t in tensors.values())
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-
-
 def _write_tokenizer(src_dir: Path, gguf: Path | None, out: Path, cfg: dict) -> None:
     if gguf is None:
         for f in src_dir.iterdir():
@@ -355,13 +313,13 @@ def graft_mtp_head(
     _check_out_dir(out)
     cfg = _read_config(src_dir, gguf)
     check_source_config(cfg, where, force)
-    if gguf is None and not force and any(n.startswith("model.mtp_layers.") for n in _weight_names(src_dir)):
+    if gguf is None and not force and any(n.startswith(MTP_LAYERS_PREFIX) for n in _source_weight_names(src_dir)):
         raise ExistingMTPHeadError(f"{src_dir}: weights named model.mtp_layers.* exist; pass --force to replace them")
     src_dtype = cfg.get("torch_dtype") or cfg.get("dtype")
     out_dtype = dtype or (src_dtype if gguf is None and src_dtype in DTYPES else "float32")
 
     tensors = _load_tensors(src_dir, gguf)
-    tensors = {k: v for k, v in tensors.items() if not k.startswith("model.mtp_layers.")}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(MTP_LAYERS_PREFIX)}
     n_layers = cfg["num_hidden_layers"]
     missing = [k for k in ("model.embed_tokens.weight", "model.norm.weight", f"model.layers.{n_layers - 1}.self_attn.q_proj.weight") if k not in tensors]
     if missing:
@@ -385,7 +343,7 @@ def graft_mtp_head(
     out.mkdir(parents=True, exist_ok=True)
     try:
         _write_tokenizer(src_dir, gguf, out, cfg)
-        _save_sharded(tensors, out)
+        write_sharded(tensors, out, SHARD_BYTES)
         out_cfg = qwen2_config(cfg, out_dtype)
         if record is not None:
             out_cfg[CONFIG_KEY] = record

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
+
+from training.files import atomic_write
 
 
 class SplitError(ValueError):
@@ -44,10 +45,7 @@ def split(src: Path, train: Path, held: Path, *, every: int | None = None, categ
             second = held_out(str(key), every) if every is not None else key == category
             parts[second].append(line if line.endswith("\n") else line + "\n")
     for path, lines in ((train, parts[0]), (held, parts[1])):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(lines), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, "".join(lines))
     return len(parts[0]), len(parts[1])
 
 

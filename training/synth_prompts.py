@@ -26,6 +26,8 @@ import random
 import sysconfig
 from pathlib import Path
 
+from training.files import atomic_write
+
 TOPICS = """photosynthesis|the water cycle|black holes|volcanoes|plate tectonics|the immune system|vaccines|climate change
 |renewable energy|solar panels|electric cars|the printing press|the Roman Empire|ancient Egypt|the Renaissance
 |the Industrial Revolution|World War I|the Cold War|the moon landing|the internet|social media|smartphones
@@ -298,9 +300,7 @@ BUILDERS = {"general": _general, "math": _math, "code": _code, "chinese": _chine
 
 
 def _write_jsonl(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, "".join(lines))
 
 
 def interleave(per_cat: dict[str, list[str]]) -> list[str]:

@@ -3,6 +3,6 @@
 
 def register() -> None:
     """Entry point of the `vllm.general_plugins` group; vLLM calls it once in every process."""
-    from vllm_fastmtp.vllm_compat import install
+    from vllm_fastmtp.integration import install
 
     install()

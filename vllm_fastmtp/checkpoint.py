@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vllm_fastmtp.conventions import MTP_PREFIX
+from vllm_fastmtp.conventions import MTP_ARCHITECTURE, MTP_PREFIX
 from vllm_fastmtp.options import FastMTPConfigError
-
-MTP_ARCHITECTURE = "MiMoForCausalLM"
 
 
 class NoMTPLayerError(FastMTPConfigError):

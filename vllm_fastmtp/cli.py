@@ -8,7 +8,7 @@ import sys
 
 
 def main() -> None:
-    from vllm_fastmtp.vllm_compat import run_vllm_cli
+    from vllm_fastmtp.integration.cli_shim import run_vllm_cli
 
     sys.exit(run_vllm_cli())
 

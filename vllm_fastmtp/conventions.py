@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-MTP_PREFIX = "model.mtp_layers.0."  # the one MTP layer's tensors in a MiMo-format checkpoint
+MTP_ARCHITECTURE = "MiMoForCausalLM"  # the architecture name vLLM serves with an MTP layer
+MTP_LAYERS_PREFIX = "model.mtp_layers."  # every MTP layer's tensors in a MiMo-format checkpoint
+MTP_PREFIX = MTP_LAYERS_PREFIX + "0."  # the one MTP layer's tensors
 CONFIG_KEY = "fastmtp"  # top-level key in the checkpoint's config.json
 HIDDEN_STATE_FIELD = "hidden_state"
 POST_NORM = "post_norm"  # main model's last hidden state after model.norm (FastMTP training, SGLang)

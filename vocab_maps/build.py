@@ -18,12 +18,28 @@ from pathlib import Path
 
 import numpy as np
 
-from vllm_fastmtp.draft_vocab import VocabMapError, load_vocab_map, tokenizer_fingerprint
-
 from .counting import FORMATS, Counter, check_source
-from .formats import check_writable, parse_size, save_map, size_label
+from .format import VocabMapError, check_writable, load_vocab_map, save_map, tokenizer_fingerprint
 
 COVERAGE_SIZES = (4096, 8192, 16384, 32768, 65536)
+
+
+def parse_size(text: str | int) -> int:
+    """``"32k"`` -> 32768, ``"1000"`` -> 1000."""
+    if isinstance(text, int):
+        return text
+    t = str(text).strip().lower()
+    try:
+        n = int(t[:-1]) * 1024 if t.endswith("k") else int(t)
+    except ValueError:
+        raise VocabMapError(f"size {text!r}: expected an integer or NNk (e.g. 8k, 16k, 32k, 64k)") from None
+    if n <= 0:
+        raise VocabMapError(f"size {text!r}: must be positive")
+    return n
+
+
+def size_label(n: int) -> str:
+    return f"{n // 1024}k" if n % 1024 == 0 else str(n)
 
 
 def load_tokenizer(spec: str, cache_dir: str | None = None):

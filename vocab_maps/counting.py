@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from vllm_fastmtp.draft_vocab import VocabMapError
+from .format import VocabMapError
 
 FORMATS = ("auto", "text", "jsonl", "freq")
 CHUNK_CHARS = 200_000

@@ -3,7 +3,7 @@
 ``qwen.tiktoken`` (MIT) holds 151,643 BPE ranks that equal Qwen2 token ids 0..151642. Converting it with
 Qwen2's pre-tokenizer regex and NFC normalisation gives a Hugging Face fast tokenizer whose regular
 vocabulary is Qwen2's, so maps built with it are valid for MiMo-7B. Verified in
-tests/test_vocab_maps_qwen2.py against transformers' published Qwen2 integration ids.
+tests/vocab_maps/test_vocab_maps_qwen2.py against transformers' published Qwen2 integration ids.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import sysconfig
 from importlib import resources
 from pathlib import Path
 
-from vllm_fastmtp.draft_vocab import VocabMapError
+from .format import VocabMapError
 
 from . import build
 

@@ -1,0 +1,274 @@
+"""Runtime draft-vocabulary API: map loading and its errors, language detection, the pruned head."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tests.fixtures.tiny_checkpoint import build_byte_tokenizer
+from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead
+from vocab_maps.format import VocabMapError, load_vocab_map, resolve_map_path, tokenizer_fingerprint
+from vocab_maps.language import CJK, NEUTRAL, OTHER, LanguageDetector, classify_token_bytes
+
+
+@pytest.fixture(scope="module")
+def byte_tok(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    d = tmp_path_factory.mktemp("bytetok")
+    build_byte_tokenizer(d, 384)
+    return AutoTokenizer.from_pretrained(str(d))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _save_map(path, ids, meta=None):
+    torch.save(ids, str(path))
+    if meta is not None:
+        path.with_suffix(".json").write_text(json.dumps(meta))
+    return path
+
+
+def test_load_list_format_keeps_order(tmp_path):
+    p = _save_map(tmp_path / "m.pt", [5, 3, 9, 0])
+    ids = load_vocab_map(p, vocab_size=10)
+    assert ids.dtype == torch.long and ids.tolist() == [5, 3, 9, 0]
+
+
+def test_load_d2t_pt_and_safetensors(tmp_path):
+    target = torch.tensor([0, 2, 3, 7, 11])  # ascending draft ids 0..4 -> these targets
+    d2t = target - torch.arange(5)
+    torch.save({"d2t": d2t, "t2d": torch.zeros(12, dtype=torch.bool)}, str(tmp_path / "a.pt"))
+    save_file({"d2t": d2t}, str(tmp_path / "b.safetensors"))
+    assert load_vocab_map(tmp_path / "a.pt", vocab_size=12).tolist() == target.tolist()
+    assert load_vocab_map(tmp_path / "b.safetensors", vocab_size=12).tolist() == target.tolist()
+
+
+@pytest.mark.parametrize(
+    "ids, match",
+    [
+        ([1, 2, 10], r"token id 10 >= vocab_size 10"),
+        ([1, -1, 2], r"negative token id -1"),
+        ([1, 2, 2, 3], r"1 duplicate ids \(e.g. \[2\]\)"),
+        ([], r"the map is empty"),
+        ([1, "a"], r"integer token ids"),
+    ],
+)
+def test_bad_ids_are_named_errors(tmp_path, ids, match):
+    p = _save_map(tmp_path / "bad.pt", ids)
+    with pytest.raises(VocabMapError, match=match) as e:
+        load_vocab_map(p, vocab_size=10)
+    assert "bad.pt" in str(e.value)
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickled_objects_refused(tmp_path, capsys):
+    p = tmp_path / "evil.pt"
+    with open(p, "wb") as f:
+        pickle.dump([1, 2, Evil()], f)
+    with pytest.raises(VocabMapError, match=r"evil.pt: refused to load"):
+        load_vocab_map(p, vocab_size=10)
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_unreadable_file(tmp_path):
+    p = tmp_path / "junk.pt"
+    p.write_bytes(b"not a torch file at all")
+    with pytest.raises(VocabMapError, match="junk.pt"):
+        load_vocab_map(p, vocab_size=10)
+    q = tmp_path / "junk.safetensors"
+    q.write_bytes(b"\x00" * 20)
+    with pytest.raises(VocabMapError, match="junk.safetensors: unreadable safetensors"):
+        load_vocab_map(q, vocab_size=10)
+
+
+def test_sidecar_checks(tmp_path, byte_tok):
+    fp = tokenizer_fingerprint(byte_tok)
+    meta = {"num_ids": 3, "tokenizer": {"fingerprint": fp, "vocab_size": 259, "name": "bytes"}}
+    p = _save_map(tmp_path / "m.pt", [1, 2, 3], meta)
+    assert load_vocab_map(p, vocab_size=384, fingerprint=fp).tolist() == [1, 2, 3]
+    # Another regular vocabulary: refused, naming the sidecar.
+    other = "v1-0000000000000000-" + fp.split("-")[2]
+    with pytest.raises(VocabMapError, match=r"m.json: map built for another tokenizer"):
+        load_vocab_map(p, vocab_size=384, fingerprint=other)
+    # Only the special tokens differ: accepted.
+    same_regular = "-".join(fp.split("-")[:2]) + "-ffffffffffffffff"
+    assert load_vocab_map(p, vocab_size=384, fingerprint=same_regular).numel() == 3
+    # Built for a larger vocabulary than the model has.
+    with pytest.raises(VocabMapError, match=r"259 tokens, but the model's vocab_size is 100"):
+        load_vocab_map(p, vocab_size=100)
+    # Sidecar from another map.
+    meta["num_ids"] = 4
+    p.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(VocabMapError, match=r"num_ids=4 but m.pt holds 3"):
+        load_vocab_map(p, vocab_size=384)
+
+
+def test_fingerprint_separates_regular_and_special(tmp_path):
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    def make(vocab, specials):
+        t = Tokenizer(models.WordLevel(vocab=vocab, unk_token="a"))
+        t.add_special_tokens(specials)
+        return PreTrainedTokenizerFast(tokenizer_object=t)
+
+    a = tokenizer_fingerprint(make({"a": 0, "b": 1}, ["<s>"]))
+    b = tokenizer_fingerprint(make({"a": 0, "b": 1}, ["<t>"]))
+    c = tokenizer_fingerprint(make({"a": 1, "b": 0}, ["<s>"]))
+    assert a == tokenizer_fingerprint(make({"a": 0, "b": 1}, ["<s>"]))  # stable
+    assert a.split("-")[1] == b.split("-")[1] and a.split("-")[2] != b.split("-")[2]
+    assert a.split("-")[1] != c.split("-")[1]
+
+
+def test_resolve_map_path(tmp_path):
+    p = _save_map(tmp_path / "x.pt", [1])
+    assert resolve_map_path(str(p)) == p
+    with pytest.raises(VocabMapError, match=r"'no-such-map': no such file, and not a shipped map name"):
+        resolve_map_path("no-such-map")
+
+
+# ---------------------------------------------------------------- language detection
+
+
+def test_classify_partial_utf8():
+    zhong = "中".encode()  # E4 B8 AD
+    assert classify_token_bytes(zhong) == CJK
+    assert classify_token_bytes(zhong[:1]) == CJK  # lead byte of a CJK character
+    assert classify_token_bytes(zhong[1:]) == NEUTRAL  # continuation bytes only
+    assert classify_token_bytes(b" the") == OTHER
+    assert classify_token_bytes("é".encode()[:1]) == NEUTRAL  # a Latin-1 lead: not CJK
+    assert classify_token_bytes("，".encode()) == CJK  # full-width comma
+    assert classify_token_bytes("—".encode()[:1]) == NEUTRAL  # E2: general punctuation, not CJK
+
+
+def _prompt(tok, text):
+    return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True)
+
+
+def _ids(x):
+    return x["input_ids"] if isinstance(x, dict) or hasattr(x, "keys") else x
+
+
+def test_language_detection_byte_tokenizer(byte_tok):
+    det = LanguageDetector(byte_tok, zh_threshold=0.1)
+    en = _ids(_prompt(byte_tok, "Write a haiku about the sea and explain the meter."))
+    zh = _ids(_prompt(byte_tok, "请用三句话介绍一下长城的历史。"))
+    mixed_zh = _ids(_prompt(byte_tok, "Translate to English: 今天天气很好，我们去公园散步吧。"))
+    mostly_en = _ids(_prompt(byte_tok, "Explain in detail how a hash table handles collisions, in English (中文)."))
+    assert det.detect(en) == "en"
+    assert det.detect(zh) == "zh"
+    assert det.detect(mixed_zh) == "zh"
+    assert det.detect(mostly_en) == "en"
+    assert det.cjk_share(zh) > 0.4  # template bytes ("user", "assistant") count as other
+    assert LanguageDetector(byte_tok, zh_threshold=0.9).detect(mixed_zh) == "en"
+    assert det.detect([]) == "en" and det.detect([10**6]) == "en"  # nothing countable -> default
+
+
+# ---------------------------------------------------------------- the pruned head
+
+
+def _head(V=300, H=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(V, H, generator=g)
+    maps = {
+        "en": torch.randperm(V, generator=g)[:40],
+        "zh": torch.randperm(V, generator=g)[:25],
+        "full": None,
+    }
+    return W, maps, PrunedDraftHead(W, maps)
+
+
+def test_pruned_argmax_equals_restricted_full_argmax():
+    W, maps, head = _head()
+    hidden = torch.randn(64, 16, generator=torch.Generator().manual_seed(1))
+    langs = ["en", "zh", "full", "en"] * 16  # mixed batch
+    got = head.argmax(hidden, langs)
+    full = hidden @ W.T
+    for r, lang in enumerate(langs):
+        ids = maps[lang]
+        want = full[r].argmax() if ids is None else ids[full[r, ids].argmax()]
+        assert int(got[r]) == int(want)
+        if ids is not None:
+            assert int(got[r]) in set(ids.tolist())  # ids map back to full-vocab ids of the map
+    # Single-language batches take a shortcut; same answer.
+    for lang, ids in maps.items():
+        one = head.argmax(hidden, [lang] * 64)
+        want = full.argmax(-1) if ids is None else ids[full[:, ids].argmax(-1)]
+        assert one.tolist() == want.tolist()
+
+
+def test_rows_whose_best_token_is_outside_their_map_draft_the_best_map_token():
+    W, maps, head = _head()
+    outside = [i for i in range(300) if i not in set(maps["en"].tolist())][:4]
+    hidden = 10 * W[outside]  # each row's full-vocabulary argmax is an id the en map does not hold
+    full = hidden @ W.T
+    assert set(full.argmax(-1).tolist()) == set(outside)
+    got = head.argmax(hidden, ["en", "en", "full", "en"])
+    for r, tok in enumerate(got.tolist()):
+        if r == 2:
+            assert tok == outside[2]  # the full-vocabulary row is not restricted
+        else:
+            assert tok in set(maps["en"].tolist()) and tok == int(maps["en"][full[r, maps["en"]].argmax()])
+
+
+def test_padded_vocab_and_errors():
+    W = torch.randn(320, 8)  # padded rows beyond vocab_size 300
+    with pytest.raises(VocabMapError, match=r"map 'en': token id 310 >= vocab_size 300"):
+        PrunedDraftHead(W, {"en": torch.tensor([1, 310])}, vocab_size=300)
+    W[300:] = 100.0  # padded rows would win an argmax over all 320 rows
+    head = PrunedDraftHead(W, {"en": None}, vocab_size=300)
+    hidden = torch.ones(2, 8)
+    assert (hidden @ W.T).argmax(-1).min() >= 300
+    assert head.argmax(hidden, ["en", "en"]).max() < 300  # the full map stops at vocab_size
+    with pytest.raises(KeyError, match=r"no draft vocabulary map for language 'fr'"):
+        head.argmax(torch.randn(1, 8), ["fr"])
+
+
+# ---------------------------------------------------------------- serving config
+
+
+def test_config_parse_and_load(tmp_path, byte_tok):
+    en = _save_map(tmp_path / "en.pt", [ord(c) for c in "etaoin shrdlu"[:7]] + [258])
+    zh = _save_map(tmp_path / "zh.pt", [0xE4, 0xE5, 0xE6, 0xB8, 0xAD, 258])
+    cfg = DraftVocabConfig.parse({"maps": {"en": str(en), "zh": str(zh)}, "default": "en", "zh_threshold": 0.2})
+    maps, det = cfg.load(byte_tok, vocab_size=384)
+    assert maps["zh"].tolist() == [0xE4, 0xE5, 0xE6, 0xB8, 0xAD, 258]
+    zh_prompt = _ids(_prompt(byte_tok, "你好，世界"))
+    assert cfg.language_for(det, zh_prompt) == "zh"
+    only_en = DraftVocabConfig.parse(str(en))
+    assert only_en.language_for(det, zh_prompt) == "en"  # no zh map -> default
+    assert DraftVocabConfig.parse(None) is None
+
+
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        ({"maps": {"en": "a"}, "defualt": "en"}, r"unknown keys \['defualt'\]"),
+        ({"maps": {}}, r"draft_vocab.maps: expected a non-empty object"),
+        ({"maps": {"en": "a"}, "default": "zh"}, r"default 'zh' is not one of the maps"),
+        ({"maps": {"en": "a"}, "zh_threshold": 2}, r"zh_threshold: expected a number in \(0, 1\]"),
+        ({"maps": {"en": 3}}, r"draft_vocab.maps.en: expected a map name/path or null"),
+        (5, r"expected null, a map name/path, or an object"),
+    ],
+)
+def test_config_errors(raw, match):
+    with pytest.raises(VocabMapError, match=match):
+        DraftVocabConfig.parse(raw)
+
+
+def test_hub_map_fails_clearly_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(VocabMapError, match=r"could not fetch maps/en\.pt from hub repo someone/maps .*offline\?"):
+        resolve_map_path("hf://someone/maps/maps/en.pt")
+    with pytest.raises(VocabMapError, match=r"expected hf://owner/repo/path/to/map.pt"):
+        resolve_map_path("hf://only-owner/file.pt")

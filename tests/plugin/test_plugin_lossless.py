@@ -1,0 +1,74 @@
+"""Lossless contract: fastmtp's greedy output equals decoding without speculation, token for token.
+
+Real vLLM (CPU build) on float32 tiny MiMo checkpoints, so numerical batch variance cannot hide or fake a
+mismatch. 60 varied prompts, submitted in batches of 1, 4 and 16, for K = 1, 3 and 5.
+"""
+
+import pytest
+
+from tests.fixtures.engine_job import run_job
+
+PROMPTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n",
+    "请用一句话介绍北京。",
+    "1, 2, 3, 4, 5,",
+    "Once upon a time",
+    "SELECT name FROM users WHERE",
+    "Translate to French: good morning",
+    "机器学习是",
+    "<html><body>",
+    "import numpy as np\n",
+    "Q: What is 12 * 12?\nA:",
+    "The capital of France is",
+    "Hello! How are you today?",
+    "日本語のテキスト",
+    "for (int i = 0; i < n; i++) {",
+    "Roses are red, violets are blue,",
+    "{\"key\": [1, 2, {\"nested\": true}]}",
+    "a",
+    "zzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+    "The mitochondria is the powerhouse of the",
+    "Mixed 中英文 text with numbers 42.",
+    "\n\n\n",
+    "Dear Sir or Madam,",
+    "#include <stdio.h>\nint main() {",
+    "E = mc^2 means",
+    "List three colors:",
+    "今天天气很好，我们去",
+    "The year 1969 was notable because",
+    "printf(\"%d\\n\", x);",
+    "Summarize: The meeting was postponed due to rain.",
+]
+PROMPTS += [f"Item {i}: {p[: 10 + i]}" for i, p in enumerate(PROMPTS[:20])]  # 50 in all, varied lengths
+BATCH_SIZES = [1, 4, 16]
+MAX_TOKENS = 16
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_random_mimo, tmp_path_factory):
+    job = {"model": str(tiny_random_mimo), "speculative_config": None, "prompts": PROMPTS,
+           "max_tokens": MAX_TOKENS, "batch_sizes": BATCH_SIZES}
+    return run_job(job, tmp_path_factory.mktemp("ref"), "none")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_fastmtp_greedy_equals_no_speculation(tiny_random_mimo, reference, tmp_path, k):
+    assert len(PROMPTS) >= 50
+    job = {"model": str(tiny_random_mimo), "prompts": PROMPTS, "max_tokens": MAX_TOKENS,
+           "batch_sizes": BATCH_SIZES,
+           "speculative_config": {"method": "fastmtp", "num_speculative_tokens": k}}
+    got = run_job(job, tmp_path, f"fastmtp_k{k}")
+    for bs in map(str, BATCH_SIZES):
+        ref, out = reference["outputs"][bs], got["outputs"][bs]
+        assert len(out) == len(PROMPTS)
+        mismatches = [i for i, (a, b) in enumerate(zip(ref, out)) if a != b]
+        assert not mismatches, f"K={k} batch={bs}: prompts {mismatches} differ from no speculation"
+        m = got["metrics"][bs]
+        # Speculation really ran: K drafts per verify step, per-position counters for every position.
+        assert m["drafts"] > 0 and m["draft_tokens"] == k * m["drafts"]
+        assert len(m["accepted_per_pos"]) == k
+    # The reference outputs themselves must be reproducible across batch sizes (float32): otherwise the
+    # comparison above would be comparing noise.
+    assert reference["outputs"]["1"] == reference["outputs"]["16"]

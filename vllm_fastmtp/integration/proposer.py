@@ -1,0 +1,126 @@
+"""`FastMTPProposer`: vLLM's EagleProposer for method "mtp", plus FastMTP's two serving-side choices.
+
+With a fastmtp config it applies the head's step-1 hidden-state convention and per-request pruned draft
+vocabularies; with any other config it is its parent. vLLM's loop already feeds step k > 1 the head's own output
+hidden state and the embedding of the token drafted at step k-1, so recursion needs no change here.
+Imported only by `runner_v1.patch_v1_runner`, after it has checked the parent's methods and signatures.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Callable
+
+import torch
+from vllm.v1.spec_decode.eagle import EagleProposer
+
+from vllm_fastmtp import stats
+from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
+from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead
+from vllm_fastmtp.integration.config import fastmtp_options
+from vllm_fastmtp.integration.version import require
+
+logger = logging.getLogger("vllm.fastmtp")
+
+_PROPOSE_SIGNATURE = inspect.signature(EagleProposer.propose)
+
+
+def hidden_state_transform(target_model, convention: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What draft step 1 receives from the main model's last hidden state.
+
+    vLLM's MiMo returns the state before its final norm (the norm runs in compute_logits); a head trained on
+    post-norm states (FastMTP's recipe) must get the norm applied, with the target's own weights.
+    """
+    if convention == PRE_NORM:
+        return lambda h: h
+    if convention != POST_NORM:
+        raise ValueError(f"unknown hidden-state convention {convention!r}")
+    language_model = target_model.get_language_model() if hasattr(target_model, "get_language_model") else target_model
+    norm = getattr(getattr(language_model, "model", None), "norm", None)
+    if norm is None:
+        raise RuntimeError(
+            f"fastmtp: cannot find the final norm (model.norm) of {type(language_model).__name__} to feed the MTP "
+            "head post-norm hidden states; serve with \"hidden_state\": \"pre_norm\" if the head was trained that way"
+        )
+    return norm
+
+
+class FastMTPProposer(EagleProposer):
+    """EagleProposer for method "mtp"; with a fastmtp config it also applies the head's step-1 hidden-state
+    convention and per-request pruned draft vocabularies."""
+
+    _fastmtp_subclass = True
+
+    def __init__(self, vllm_config, device, runner=None, *args, **kwargs):
+        super().__init__(vllm_config, device, runner, *args, **kwargs)
+        self._fastmtp = fastmtp_options(vllm_config)
+        self._fastmtp_runner = runner
+        self._fastmtp_step1 = None
+        # Pruned drafting (None: full vocabulary): the maps' config, the language detector and the pruned head.
+        self._fastmtp_vocab: DraftVocabConfig | None = None
+        self._fastmtp_detector = None
+        self._fastmtp_head: PrunedDraftHead | None = None
+        self._fastmtp_row_langs: list[str] | None = None
+
+    def load_model(self, target_model, *args, **kwargs):
+        super().load_model(target_model, *args, **kwargs)
+        if self._fastmtp is None:
+            return
+        runner = self._fastmtp_runner
+        if runner is not None:  # the runner state propose() reads, checked like every other internal
+            require(runner, "input_batch", type(runner).__name__)
+            require(runner.input_batch, "req_ids", type(runner.input_batch).__name__)
+            require(runner, "requests", type(runner).__name__)
+        self._fastmtp_step1 = hidden_state_transform(target_model, self._fastmtp["hidden_state"])
+        if self._fastmtp["draft_vocab"] is not None:
+            self._load_draft_vocab()
+        logger.info("fastmtp drafter ready: step-1 hidden state %s, draft vocab %s",
+                    self._fastmtp["hidden_state"],
+                    "full" if self._fastmtp_head is None
+                    else f"{self._fastmtp_head.describe()} (default {self._fastmtp_vocab.default})")
+
+    def _load_draft_vocab(self) -> None:
+        from transformers import AutoTokenizer
+
+        vocab_size = self.vllm_config.model_config.get_vocab_size()
+        self._fastmtp_vocab = DraftVocabConfig(**self._fastmtp["draft_vocab"])
+        maps, self._fastmtp_detector = self._fastmtp_vocab.load(
+            AutoTokenizer.from_pretrained(self._fastmtp["tokenizer"]), vocab_size)
+        self._fastmtp_head = PrunedDraftHead(self.model.lm_head.weight, maps, vocab_size=vocab_size)
+
+    def propose(self, *args, **kwargs):
+        if self._fastmtp is None:
+            return super().propose(*args, **kwargs)
+        bound = _PROPOSE_SIGNATURE.bind(self, *args, **kwargs)
+        bound.arguments["target_hidden_states"] = self._fastmtp_step1(bound.arguments["target_hidden_states"])
+        req_ids = self._batch_req_ids(bound.arguments["common_attn_metadata"].batch_size())
+        if self._fastmtp_head is not None:
+            self._fastmtp_row_langs = [self._language_of(r) for r in req_ids]
+        drafts = super().propose(*bound.args[1:], **bound.kwargs)
+        stats.record_drafts(req_ids, drafts, self._fastmtp_row_langs)
+        return drafts
+
+    def _greedy_sample(self, hidden_states):
+        if self._fastmtp_head is None or self._fastmtp_row_langs is None:
+            return super()._greedy_sample(hidden_states)
+        langs = self._fastmtp_row_langs
+        if hidden_states.shape[0] > len(langs):  # padded rows: any map will do, they are discarded
+            langs = langs + [langs[-1] if langs else self._fastmtp_vocab.default] * (
+                hidden_states.shape[0] - len(langs))
+        return self._fastmtp_head.argmax(hidden_states, langs[: hidden_states.shape[0]])
+
+    def _batch_req_ids(self, batch_size: int) -> list[str]:
+        runner = self._fastmtp_runner
+        if runner is None:
+            return []
+        return list(runner.input_batch.req_ids[:batch_size])
+
+    def _language_of(self, req_id: str) -> str:
+        cached = stats.REQUEST_LANGUAGE.get(req_id)
+        if cached is not None:
+            return cached
+        request = self._fastmtp_runner.requests[req_id]
+        lang = self._fastmtp_vocab.language_for(self._fastmtp_detector, list(request.prompt_token_ids or []))
+        stats.REQUEST_LANGUAGE[req_id] = lang
+        return lang
