@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.concurrency import main as conc_main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _questions(path: Path) -> Path:
