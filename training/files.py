@@ -45,6 +45,17 @@ class JsonLinesError(ValueError):
     """A JSON-lines file that cannot be read as asked; the message starts with ``file:line``."""
 
 
+def json_object(text: str, what: str, error: Callable[[str], Exception] = ValueError) -> dict:
+    """A command-line argument that must be a JSON object (``--engine-args``, ``--chat-template-kwargs``)."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{what} is not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise error(f"{what} must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def open_text(path: str | Path) -> IO[str]:
     """A UTF-8 text file, gzip-compressed when its name ends in ``.gz``."""
     path = Path(path)
