@@ -1,13 +1,12 @@
 """The FastMTP part of `--speculative-config`, validated before vLLM builds anything.
 
 vLLM's SpeculativeConfig rejects unknown keys, so the FastMTP-only keys are taken out here, checked, and carried to
-the workers on the draft model's hf_config (which is pickled to every process). Keeping this free of vLLM imports
-lets it be tested, and reused by the benchmarks, without an engine.
+the workers as one frozen `FastMTPOptions` on the draft model's hf_config (which is pickled to every process).
+Keeping this free of vLLM imports lets it be tested, and reused by the benchmarks, without an engine.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -24,17 +23,18 @@ class FastMTPConfigError(ValueError):
     """A `--speculative-config` for method "fastmtp" that cannot be served."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class FastMTPOptions:
+    """The FastMTP options: as split from `--speculative-config`, then resolved against the engine config (every
+    field set) and handed to the workers unchanged."""
+
     num_speculative_tokens: int = DEFAULT_NUM_SPECULATIVE_TOKENS
-    hidden_state: str | None = None  # None: as recorded in the checkpoint (conventions.py)
+    hidden_state: str | None = None  # None until resolved: as recorded in the checkpoint (conventions.py)
     draft_vocab: DraftVocabConfig | None = None  # None: draft over the full vocabulary
+    tokenizer: str | None = None  # the target's tokenizer (set when resolved): the maps' fingerprint check
 
     # FastMTP-only keys accepted inside --speculative-config next to vLLM's own.
     KEYS = ("hidden_state", "draft_vocab")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def split_speculative_config(raw: Mapping[str, Any], vllm_keys: set[str]) -> tuple[dict, FastMTPOptions]:
