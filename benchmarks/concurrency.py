@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.methods import BASELINE, MethodSpecError, expand
-from benchmarks.questions import BenchmarkOverlapError, QuestionFormatError
-from benchmarks.run import BenchmarkInputError, check_inputs, run_engine
+from benchmarks.methods import BASELINE, expand
+from benchmarks.run import INPUT_ERRORS, BenchmarkInputError, check_inputs, run_engine
+from training.cli import run_command
 from training.files import atomic_write
 
 RESULT_FILES = ("results.json", "table.md", "plot.png")
@@ -125,14 +125,12 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    try:
-        jobs, prompts = prepare(a)
-    except (BenchmarkInputError, MethodSpecError, QuestionFormatError, BenchmarkOverlapError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: run(a, *prepare(a)), *INPUT_ERRORS)
+
+
+def run(a, jobs: list, prompts: list[str]) -> int:
     out = Path(a.out_dir)
     work = out / "engines"
-    work.mkdir(parents=True, exist_ok=True)
     results, rows, errors = {}, [], {}
     for job in jobs:
         payload = {"model": job.method.model or a.model, "speculative_config": job.speculative_config(),

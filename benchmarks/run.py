@@ -29,6 +29,7 @@ from benchmarks.questions import (
     check_no_overlap,
     load_question_sets,
 )
+from training.cli import run_command
 from training.files import atomic_write, json_object
 
 RESULT_FILES = ("results.json", "table.md", "plot.png")
@@ -36,6 +37,10 @@ RESULT_FILES = ("results.json", "table.md", "plot.png")
 
 class BenchmarkInputError(ValueError):
     pass
+
+
+# What bad input raises, before any engine starts: exit status 2.
+INPUT_ERRORS = (BenchmarkInputError, MethodSpecError, QuestionFormatError, BenchmarkOverlapError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +140,7 @@ def run_engine(payload: dict, key: str, work: Path, timeout: float, module: str 
     """Run one engine process (``python -m MODULE JOB RESULT``); returns its result or {'error': ...} (the run goes
     on with the other methods)."""
     safe = key.replace("@", "_").replace("=", "")
+    work.mkdir(parents=True, exist_ok=True)
     job_file, result_file, log_file = work / f"{safe}.job.json", work / f"{safe}.result.json", work / f"{safe}.log"
     job_file.write_text(json.dumps(payload))
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0")}
@@ -197,14 +203,12 @@ def write_outputs(args, jobs_out: list[dict], groups, common) -> tuple[list[dict
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        jobs, groups, common = prepare(args)
-    except (BenchmarkInputError, MethodSpecError, QuestionFormatError, BenchmarkOverlapError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: run(args, *prepare(args)), *INPUT_ERRORS)
+
+
+def run(args, jobs: list[Job], groups: dict, common: dict) -> int:
     out = Path(args.out_dir)
     work = out / "engines"
-    work.mkdir(parents=True, exist_ok=True)
     n_q = sum(len(q) for q in groups.values())
     print(f"{len(jobs)} engine(s) x {n_q} question(s) in {len(groups)} categories: {[j.key for j in jobs]}", flush=True)
     jobs_out = []
