@@ -54,11 +54,36 @@ if want maps; then
     --size 4k,8k --out "$R/maps/smollm2-zh-{size}.pt" --note "$NOTE" --force
 fi
 MAPS="${MAPS:-$R/maps/smollm2-en-8k.pt,$R/maps/smollm2-zh-8k.pt}"
-# 5. the main model's states, once (resumable shards; ~1.3 KB per token on disk)
+# 5. the main model's states, once (resumable shards; ~1.3 KB per token on disk), per chunk of 3,072 prompt lines:
+#    a chunk's training records stay the same as the corpus grows (ids carry the prompt line; the split is by id),
+#    so distilling more adds a chunk and a cache without rebuilding the earlier ones (~1.3k tok/s here)
+CHUNK_LINES=3072
 if want cache; then
-  $PY -m training.cache_states --model_path "$M" --data "$R/train.jsonl" --out "$R/cache/train" --max_seq_len 1024
+  $PY - "$R/train.jsonl" "$R" "$CHUNK_LINES" <<'PYS'
+import json, sys
+src, r, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+chunks = {}
+for line in open(src, encoding="utf-8"):
+    prompt_line = int(json.loads(line)["id"].split(":")[1])  # distill ids: PROMPT_FILE:LINE:HASH
+    chunks.setdefault((prompt_line - 1) // n, []).append(line)
+for i, lines in sorted(chunks.items()):
+    path = f"{r}/train-chunk{i}.jsonl"
+    text = "".join(lines)
+    try:
+        same = open(path, encoding="utf-8").read() == text
+    except FileNotFoundError:
+        same = False
+    if not same:
+        open(path, "w", encoding="utf-8").write(text)
+    print(f"{path}: {len(lines)} conversations", file=sys.stderr)
+PYS
+  for f in "$R"/train-chunk*.jsonl; do
+    i="${f##*train-chunk}"; i="${i%.jsonl}"
+    $PY -m training.cache_states --model_path "$M" --data "$f" --out "$R/cache/train-chunk$i" --max_seq_len 1024
+  done
   $PY -m training.cache_states --model_path "$M" --data "$R/eval.jsonl" --out "$R/cache/eval" --max_seq_len 1024
 fi
+CACHES="$(ls -d "$R"/cache/train-chunk* 2>/dev/null | sort -V | paste -sd, -)"
 # 5b. ablations on a fixed slice (same cache, 100 steps each), served acceptance on dev prompts from the held-out
 #     conversations (never the benchmark questions)
 if [[ "$STAGE" == ablations ]]; then
@@ -75,20 +100,20 @@ with open(f"{r}/dev.jsonl", "w") as f:
     for cat in ("general", "math", "code", "chinese"):
         f.writelines(json.dumps(q, ensure_ascii=False) + "\n" for q in by[cat][:3])
 PYS
-  $PY -m benchmarks.ablations --model "$M" --train-file "$R/train.jsonl" --cache "$R/cache/train" \
+  $PY -m benchmarks.ablations --model "$M" --train-file "$R/train-chunk0.jsonl" --cache "$R/cache/train-chunk0" \
     --eval-file "$R/eval.jsonl" --eval-cache "$R/cache/eval" --eval-examples 105 --maps "$MAPS" --steps 100 \
     --dev-questions "$R/dev.jsonl" --out benchmarks/results/ablations
 fi
 # 6. the FastMTP head from the cache: K=3, beta 0.6, greedy labels, CE over the draft vocabulary, bf16 autocast
 if want train; then
-  $PY -m training.finetune --model_path "$M" --train_file "$R/train.jsonl" --cache_dir "$R/cache/train" \
+  $PY -m training.finetune --model_path "$M" --cache_dir "$CACHES" \
     --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 105 --max_seq_len 1024 \
     --label_source greedy --draft_vocab "$MAPS" --num_steps 3 --learning_rate 2e-3 --warmup_steps 0.03 \
     --num_train_epochs "${EPOCHS:-1.5}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
     --eval_strategy steps --eval_steps "${EVAL_STEPS:-95}" --save_steps "${EVAL_STEPS:-95}" --logging_steps 19 \
     --eval_on_start true --output_dir "$R/ft" --export both --resume_from_checkpoint last
   # the vanilla-style baseline: the same, trained for ONE step (K=1), reused for 3 when served
-  $PY -m training.finetune --model_path "$M" --train_file "$R/train.jsonl" --cache_dir "$R/cache/train" \
+  $PY -m training.finetune --model_path "$M" --cache_dir "$CACHES" \
     --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 105 --max_seq_len 1024 \
     --label_source greedy --draft_vocab "$MAPS" --num_steps 1 --learning_rate 2e-3 --warmup_steps 0.03 \
     --num_train_epochs "${EPOCHS:-1.5}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \

@@ -67,12 +67,12 @@ class PrunedDraftHead:
 
     def argmax(self, hidden: torch.Tensor, langs: Sequence[str]) -> torch.Tensor:
         """Greedy draft tokens (full-vocabulary ids), each row scored only over its language's map."""
-        groups = self._groups(langs, hidden.shape[0])
-        if len(groups) == 1:  # the common case: no gather/scatter of rows
-            (lang,) = groups
-            local = self.sub_logits(hidden, lang).argmax(dim=-1)
-            ids = self.ids[lang]
+        if langs and len(langs) == hidden.shape[0] and langs[0] in self.ids and langs.count(langs[0]) == len(langs):
+            # the common case (batch 1, or one language): no row groups, no gather/scatter, nothing allocated
+            local = self.sub_logits(hidden, langs[0]).argmax(dim=-1)
+            ids = self.ids[langs[0]]
             return local if ids is None else ids[local]
+        groups = self._groups(langs, hidden.shape[0])
         out = torch.empty(hidden.shape[0], dtype=torch.long, device=hidden.device)
         for lang, rows in groups.items():
             rows = rows.to(hidden.device)
