@@ -1,12 +1,14 @@
 """The FastMTP part of `--speculative-config`, validated before vLLM builds anything.
 
 vLLM's SpeculativeConfig rejects unknown keys, so the FastMTP-only keys are taken out here, checked, and carried to
-the workers as one frozen `FastMTPOptions` on the draft model's hf_config (which is pickled to every process).
+the workers as one frozen `FastMTPOptions`, stored as its JSON-safe record on the draft model's hf_config (which is
+pickled to every process, and which transformers serialises: a dataclass there breaks its to_json_string/repr).
 Keeping this free of vLLM imports lets it be tested, and reused by the benchmarks, without an engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -35,6 +37,15 @@ class FastMTPOptions:
 
     # FastMTP-only keys accepted inside --speculative-config next to vLLM's own.
     KEYS = ("hidden_state", "draft_vocab")
+
+    def to_record(self) -> dict:
+        """The plain-dict form carried on the draft hf_config."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> FastMTPOptions:
+        dv = rec.get("draft_vocab")
+        return cls(**{**rec, "draft_vocab": None if dv is None else DraftVocabConfig(**dv)})
 
 
 def split_speculative_config(raw: Mapping[str, Any], vllm_keys: set[str]) -> tuple[dict, FastMTPOptions]:

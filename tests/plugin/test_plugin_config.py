@@ -40,6 +40,9 @@ def test_fastmtp_maps_onto_mtp_and_carries_options(tiny_random_mimo):
     assert opts.hidden_state == "post_norm"  # no record in the checkpoint -> FastMTP's convention
     assert opts.draft_vocab is None
     assert opts.tokenizer == str(tiny_random_mimo)
+    # the options ride on the draft hf_config as a plain record: transformers can still serialise that config
+    assert '"num_speculative_tokens": 3' in spec.draft_model_config.hf_config.to_json_string()
+    assert "fastmtp" in repr(spec.draft_model_config) or repr(spec.draft_model_config)
     # Vanilla MTP stays vanilla: no FastMTP options on its config.
     assert fastmtp_options(_engine_config(tiny_random_mimo, {"method": "mtp", "num_speculative_tokens": 2})) is None
 
@@ -148,7 +151,7 @@ def test_model_runner_v2_is_refused_clearly(monkeypatch):
     cfg.speculative_config.draft_model_config = Obj()
     cfg.speculative_config.draft_model_config.hf_config = Obj()
     assert guarded(cfg, "device", "req_states") == "speculator"  # not fastmtp: untouched
-    setattr(cfg.speculative_config.draft_model_config.hf_config, HF_CONFIG_ATTR, FastMTPOptions())
+    setattr(cfg.speculative_config.draft_model_config.hf_config, HF_CONFIG_ATTR, FastMTPOptions().to_record())
     with pytest.raises(FastMTPConfigError, match="not implemented for vLLM's Model Runner V2"):
         guarded(cfg, "device", "req_states")
     assert len(calls) == 1

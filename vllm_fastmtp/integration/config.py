@@ -32,7 +32,8 @@ def fastmtp_options(vllm_config) -> FastMTPOptions | None:
     spec = getattr(vllm_config, "speculative_config", None)
     draft = getattr(spec, "draft_model_config", None) if spec is not None else None
     hf = getattr(draft, "hf_config", None) if draft is not None else None
-    return getattr(hf, HF_CONFIG_ATTR, None) if hf is not None else None
+    rec = getattr(hf, HF_CONFIG_ATTR, None) if hf is not None else None
+    return None if rec is None else FastMTPOptions.from_record(rec)
 
 
 def _check_target_has_mtp_layer(target_model_config) -> None:
@@ -136,7 +137,7 @@ def patch_speculative_config(vllm_version: str) -> None:
         self.method = "mtp"
         original_post_init(self, *args, **kwargs)
         resolved = _resolve_options(self, opts)
-        setattr(self.draft_model_config.hf_config, HF_CONFIG_ATTR, resolved)
+        setattr(self.draft_model_config.hf_config, HF_CONFIG_ATTR, resolved.to_record())
         logger.info("fastmtp: K=%d, step-1 hidden state %s, draft vocab %s",
                     resolved.num_speculative_tokens, resolved.hidden_state,
                     "full" if resolved.draft_vocab is None else resolved.draft_vocab.maps)
