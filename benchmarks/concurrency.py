@@ -19,9 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.methods import BASELINE, MethodSpecError, expand, parse_method
-from benchmarks.questions import BenchmarkOverlapError, QuestionFormatError, bundled_paths, check_no_overlap, load_question_sets
-from benchmarks.run import BenchmarkInputError, _atomic_write, _check_model, run_engine
+from benchmarks.methods import BASELINE, expand
+from benchmarks.run import INPUT_ERRORS, BenchmarkInputError, check_inputs, run_engine
+from training.cli import run_command
+from training.files import atomic_write
 
 RESULT_FILES = ("results.json", "table.md", "plot.png")
 
@@ -53,23 +54,7 @@ def prepare(a) -> tuple[list, list[str]]:
     for name in ("waves", "min_requests", "max_new_tokens"):
         if getattr(a, name) < 1:
             raise BenchmarkInputError(f"--{name.replace('_', '-')} is {getattr(a, name)}; expected >= 1")
-    _check_model(a.model, "--model")
-    try:
-        engine_args = json.loads(a.engine_args)
-    except json.JSONDecodeError as e:
-        raise BenchmarkInputError(f"--engine-args is not valid JSON ({e})") from e
-    if not isinstance(engine_args, dict):
-        raise BenchmarkInputError("--engine-args must be a JSON object")
-    methods = [parse_method(m) for m in (a.method or ["none", "fastmtp"])]
-    if not any(m.speculative_config is None for m in methods):
-        raise BenchmarkInputError("the methods must include 'none': it is the reference")
-    for m in methods:
-        if m.model:
-            _check_model(m.model, f"--method {m.name} model")
-    qfiles = a.questions or [str(p) for p in bundled_paths()]
-    groups = load_question_sets(qfiles, a.per_category, "category")
-    if a.training_prompts:
-        check_no_overlap(a.training_prompts, qfiles)
+    engine_args, methods, _, groups = check_inputs(a, ["none", "fastmtp"], "category")
     out = Path(a.out_dir)
     clash = [str(out / f) for f in RESULT_FILES if (out / f).exists()]
     if clash and not a.overwrite:
@@ -140,14 +125,12 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    try:
-        jobs, prompts = prepare(a)
-    except (BenchmarkInputError, MethodSpecError, QuestionFormatError, BenchmarkOverlapError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: run(a, *prepare(a)), *INPUT_ERRORS)
+
+
+def run(a, jobs: list, prompts: list[str]) -> int:
     out = Path(a.out_dir)
     work = out / "engines"
-    work.mkdir(parents=True, exist_ok=True)
     results, rows, errors = {}, [], {}
     for job in jobs:
         payload = {"model": job.method.model or a.model, "speculative_config": job.speculative_config(),
@@ -174,8 +157,8 @@ def main(argv=None) -> int:
     meta = {"model": a.model, "max_new_tokens": a.max_new_tokens, "levels": a.levels, "waves": a.waves,
             "min_requests": a.min_requests, "prompts": len(prompts), "device": first.get("device"),
             "vllm_version": first.get("vllm_version"), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _atomic_write(out / "results.json", json.dumps({"meta": meta, "rows": rows, "errors": errors, "engines": results}))
-    _atomic_write(out / "table.md", markdown(rows, meta))
+    atomic_write(out / "results.json", json.dumps({"meta": meta, "rows": rows, "errors": errors, "engines": results}))
+    atomic_write(out / "table.md", markdown(rows, meta))
     if rows:
         plot(rows, out / "plot.png", f"{Path(a.model).name}: greedy, {a.max_new_tokens} new tokens, closed loop")
     print((out / "table.md").read_text())

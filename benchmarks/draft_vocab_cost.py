@@ -3,8 +3,9 @@
     python -m benchmarks.draft_vocab_cost [--reps 15] [--dtype auto|bf16|fp32] [--context 512]
 
 (a) the lm_head alone: full vocabulary (151,680 rows) vs 8k/16k/32k maps (``PrunedDraftHead.argmax``);
-(b) the whole greedy draft step: the MTP module (norms, input_proj 8192->4096, one Qwen2 decoder layer with
-32/8 heads of 128 and MLP 11008, attention over a fixed ``--context`` of cached keys/values) + the head.
+(b) the whole greedy draft step: the project's MTP head module (``training.mtp_head.MTPHead`` built from a
+MiMo-7B config: norms, input_proj 8192->4096, transformers' Qwen2 decoder layer with 32/8 heads of 128 and MLP
+11008, attention over a fixed ``--context`` of cached keys/values) + the pruned lm_head.
 Batch 1, one decode token. Variants are interleaved within each repetition (shuffled order) and medians
 reported, so drifting load on a shared machine hits all variants alike. Weights are random: only shapes
 matter for time. The token embedding lookup is omitted (one row copy).
@@ -24,9 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from transformers.cache_utils import DynamicCache
 
+from training.mtp_head import MTPHead
 from vllm_fastmtp.draft_vocab import PrunedDraftHead
 
 MAP_SIZES = {"8k": 8192, "16k": 16384, "32k": 32768}
@@ -34,12 +36,17 @@ MAP_SIZES = {"8k": 8192, "16k": 16384, "32k": 32768}
 
 @dataclass(frozen=True)
 class Shape:
+    """The model config fields the draft step's cost depends on; defaults: MiMo-7B's config.json."""
+
     vocab: int = 151680
     hidden: int = 4096
     intermediate: int = 11008
     heads: int = 32
     kv_heads: int = 8
     head_dim: int = 128
+    rope_theta: float = 640000.0
+    rms_norm_eps: float = 1e-5
+    max_positions: int = 32768
 
 
 MIMO_7B = Shape()
@@ -54,61 +61,34 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-class RMSNorm(nn.Module):
-    def __init__(self, n: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(n))
-        self.eps = eps
+def model_config(shape: Shape):
+    """The main model's config at ``shape``: what ``training.mtp_head.MTPHead`` is built from."""
+    from transformers import Qwen2Config
 
-    def forward(self, x):
-        v = x.float().pow(2).mean(-1, keepdim=True)
-        return (x.float() * torch.rsqrt(v + self.eps)).to(x.dtype) * self.weight
-
-
-def _rope(x: torch.Tensor, pos: int, theta: float = 640000.0) -> torch.Tensor:
-    d = x.shape[-1]
-    inv = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
-    ang = pos * inv
-    cos, sin = torch.cat([ang.cos(), ang.cos()]).to(x.dtype), torch.cat([ang.sin(), ang.sin()]).to(x.dtype)
-    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
-    return x * cos + torch.cat([-x2, x1], -1) * sin
+    return Qwen2Config(
+        vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
+        num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads, head_dim=shape.head_dim,
+        rope_theta=shape.rope_theta, rms_norm_eps=shape.rms_norm_eps, max_position_embeddings=shape.max_positions,
+    )
 
 
 class MTPModule(nn.Module):
-    """MiMo's MTP module at its real shapes; attention reads a fixed-length KV cache (one decode token)."""
+    """The project's MTP head (``training.mtp_head.MTPHead``: norms, input_proj, transformers' Qwen2 decoder
+    layer, final norm) drafting one token whose attention reads a fixed-length KV cache of ``context`` tokens."""
 
     def __init__(self, context: int, shape: Shape = MIMO_7B):
         super().__init__()
-        self.s = s = shape
-        h, kv = s.hidden, s.kv_heads * s.head_dim
-        self.token_layernorm, self.hidden_layernorm = RMSNorm(h), RMSNorm(h)
-        self.input_proj = nn.Linear(2 * h, h, bias=False)
-        self.input_layernorm, self.post_attention_layernorm = RMSNorm(h), RMSNorm(h)
-        self.q_proj, self.k_proj, self.v_proj = nn.Linear(h, h), nn.Linear(h, kv), nn.Linear(h, kv)
-        self.o_proj = nn.Linear(h, h, bias=False)
-        self.gate_proj, self.up_proj = nn.Linear(h, s.intermediate, bias=False), nn.Linear(h, s.intermediate, bias=False)
-        self.down_proj = nn.Linear(s.intermediate, h, bias=False)
-        self.final_layernorm = RMSNorm(h)
+        self.head = MTPHead(model_config(shape))
         self.context = context
-        self.register_buffer("k_cache", torch.randn(1, s.kv_heads, context, s.head_dim) * 0.1)
-        self.register_buffer("v_cache", torch.randn(1, s.kv_heads, context, s.head_dim) * 0.1)
+        self.register_buffer("k_cache", torch.randn(1, shape.kv_heads, context, shape.head_dim) * 0.1)
+        self.register_buffer("v_cache", torch.randn(1, shape.kv_heads, context, shape.head_dim) * 0.1)
+        self.register_buffer("position_ids", torch.tensor([[context]]), persistent=False)
 
     def forward(self, hidden: torch.Tensor, tok_emb: torch.Tensor) -> torch.Tensor:
-        s = self.s
-        x = self.input_proj(torch.cat([self.hidden_layernorm(hidden), self.token_layernorm(tok_emb)], -1))
-        res = x
-        x = self.input_layernorm(x)
-        q = _rope(self.q_proj(x).view(1, 1, s.heads, s.head_dim).transpose(1, 2), self.context)
-        k = _rope(self.k_proj(x).view(1, 1, s.kv_heads, s.head_dim).transpose(1, 2), self.context)
-        v = self.v_proj(x).view(1, 1, s.kv_heads, s.head_dim).transpose(1, 2)
-        k = torch.cat([self.k_cache, k], 2).repeat_interleave(s.heads // s.kv_heads, 1)
-        v = torch.cat([self.v_cache, v], 2).repeat_interleave(s.heads // s.kv_heads, 1)
-        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, s.heads * s.head_dim)
-        x = res + self.o_proj(a)
-        res = x
-        x = self.post_attention_layernorm(x)
-        x = res + self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-        return self.final_layernorm(x)
+        """[1, H] hidden state + [1, H] token embedding -> [1, H] (post final norm), one decode token."""
+        cache = DynamicCache()  # a fresh view of the same cached K/V each call: the context does not grow
+        cache.update(self.k_cache, self.v_cache, 0)
+        return self.head(hidden[:, None], tok_emb[:, None], self.position_ids, past_key_values=cache)[:, 0]
 
 
 def _init_(module: nn.Module, g: torch.Generator) -> None:

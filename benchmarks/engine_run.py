@@ -12,37 +12,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
-DRAFTS = "vllm:spec_decode_num_drafts"
-DRAFT_TOKENS = "vllm:spec_decode_num_draft_tokens"
-ACCEPTED = "vllm:spec_decode_num_accepted_tokens"
-ACCEPTED_PER_POS = "vllm:spec_decode_num_accepted_tokens_per_pos"
+from benchmarks.spec_metrics import delta, snapshot
+from training.files import atomic_write
+
 WARMUP_PROMPT = "Say hello."
-
-
-def snapshot(llm) -> dict:
-    """Counters summed over label sets (one per engine); the per-position vector summed element-wise."""
-    from vllm.v1.metrics.reader import Counter, Vector
-
-    snap: dict = {DRAFTS: 0, DRAFT_TOKENS: 0, ACCEPTED: 0, ACCEPTED_PER_POS: []}
-    for m in llm.get_metrics():
-        if isinstance(m, Counter) and m.name in (DRAFTS, DRAFT_TOKENS, ACCEPTED):
-            snap[m.name] += m.value
-        elif isinstance(m, Vector) and m.name == ACCEPTED_PER_POS:
-            cur = snap[ACCEPTED_PER_POS]
-            snap[ACCEPTED_PER_POS] = [a + b for a, b in zip(cur + [0] * (len(m.values) - len(cur)), m.values)]
-    return snap
-
-
-def delta(after: dict, before: dict) -> dict:
-    pos_a, pos_b = after[ACCEPTED_PER_POS], before[ACCEPTED_PER_POS]
-    pos_b = pos_b + [0] * (len(pos_a) - len(pos_b))
-    return {
-        "drafts": after[DRAFTS] - before[DRAFTS],
-        "draft_tokens": after[DRAFT_TOKENS] - before[DRAFT_TOKENS],
-        "accepted": after[ACCEPTED] - before[ACCEPTED],
-        "accepted_per_pos": [a - b for a, b in zip(pos_a, pos_b)],
-    }
 
 
 def run_job(job: dict) -> dict:
@@ -101,18 +76,16 @@ def run_job(job: dict) -> dict:
             "categories": categories}
 
 
-def main() -> int:
+def job_main(run: Callable[[dict], dict], prog: str) -> int:
+    """``python -m PROG JOB.json RESULT.json``: the result file appears whole or not at all (the driver reads
+    its absence as a failed engine)."""
     if len(sys.argv) != 3:
-        print("usage: python -m benchmarks.engine_run JOB.json RESULT.json", file=sys.stderr)
+        print(f"usage: python -m {prog} JOB.json RESULT.json", file=sys.stderr)
         return 2
-    job = json.loads(Path(sys.argv[1]).read_text())
-    result = run_job(job)
-    tmp = Path(sys.argv[2]).with_suffix(".partial")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(sys.argv[2])
+    atomic_write(sys.argv[2], json.dumps(run(json.loads(Path(sys.argv[1]).read_text()))))
     return 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    sys.exit(main())
+    sys.exit(job_main(run_job, "benchmarks.engine_run"))

@@ -2,18 +2,17 @@
 a closed loop keeps C requests in flight (a new one starts when one finishes) until the level's requests are done.
 
 Per request: time to first token, finish time and output ids; per level: wall time, output tokens, and the
-speculative counters' delta (``benchmarks.engine_run.snapshot``). Reads a job JSON, writes a result JSON.
+speculative counters' delta (``benchmarks.spec_metrics``). Reads a job JSON, writes a result JSON.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from pathlib import Path
 
-from benchmarks.engine_run import WARMUP_PROMPT, delta, snapshot
+from benchmarks.engine_run import WARMUP_PROMPT, job_main
+from benchmarks.spec_metrics import delta, snapshot
 
 
 def run_level(llm, prompts: list[list[int]], concurrency: int, n_requests: int, sp) -> dict:
@@ -80,17 +79,6 @@ def run_job(job: dict) -> dict:
             "levels": out}
 
 
-def main() -> int:
-    if len(sys.argv) != 3:
-        print("usage: python -m benchmarks.load_engine JOB.json RESULT.json", file=sys.stderr)
-        return 2
-    result = run_job(json.loads(Path(sys.argv[1]).read_text()))
-    tmp = Path(sys.argv[2]).with_suffix(".partial")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(sys.argv[2])
-    return 0
-
-
 if __name__ == "__main__":
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    sys.exit(main())
+    sys.exit(job_main(run_job, "benchmarks.load_engine"))

@@ -3,14 +3,14 @@ benchmark prompt leaked into training data (a head trained on the benchmark's pr
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
+
+from training.files import read_jsonl
 
 QUESTIONS_DIR = Path(__file__).resolve().parent / "question_sets"  # the data beside this module, named apart from it
 # Bundled sets, in the order the headline run uses them.
@@ -33,10 +33,6 @@ class Question:
     source: str  # file:line, for messages
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
 def read_questions(path: str | Path) -> list[Question]:
     """All questions of one Spec-Bench file; every problem is reported as ``file:line: ...``."""
     path = Path(path)
@@ -44,30 +40,21 @@ def read_questions(path: str | Path) -> list[Question]:
         raise QuestionFormatError(f"{path}: question file not found")
     out: list[Question] = []
     seen: set[str] = set()
-    with _open_text(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise QuestionFormatError(f"{where}: not valid JSON ({e})") from e
-            if not isinstance(obj, dict):
-                raise QuestionFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            for key in ("question_id", "category", "turns"):
-                if key not in obj:
-                    raise QuestionFormatError(f"{where}: field '{key}' is missing (Spec-Bench format: question_id, category, turns)")
-            turns = obj["turns"]
-            if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
-                raise QuestionFormatError(f"{where}: field 'turns' must be a non-empty list of non-empty strings")
-            if not isinstance(obj["category"], str) or not obj["category"]:
-                raise QuestionFormatError(f"{where}: field 'category' must be a non-empty string")
-            qid = str(obj["question_id"])
-            if qid in seen:
-                raise QuestionFormatError(f"{where}: question_id {qid!r} appears twice in {path.name}")
-            seen.add(qid)
-            out.append(Question(qid, obj["category"], tuple(turns), where))
+    for n, obj in read_jsonl(path, QuestionFormatError):
+        where = f"{path}:{n}"
+        for key in ("question_id", "category", "turns"):
+            if key not in obj:
+                raise QuestionFormatError(f"{where}: field '{key}' is missing (Spec-Bench format: question_id, category, turns)")
+        turns = obj["turns"]
+        if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+            raise QuestionFormatError(f"{where}: field 'turns' must be a non-empty list of non-empty strings")
+        if not isinstance(obj["category"], str) or not obj["category"]:
+            raise QuestionFormatError(f"{where}: field 'category' must be a non-empty string")
+        qid = str(obj["question_id"])
+        if qid in seen:
+            raise QuestionFormatError(f"{where}: question_id {qid!r} appears twice in {path.name}")
+        seen.add(qid)
+        out.append(Question(qid, obj["category"], tuple(turns), where))
     if not out:
         raise QuestionFormatError(f"{path}: no questions")
     return out
@@ -122,21 +109,8 @@ def _training_texts(path: Path) -> Iterator[str]:
     """Every string in a JSON-lines (or JSON array) training file, whatever its chat format."""
     if not path.is_file():
         raise QuestionFormatError(f"{path}: training prompt file not found")
-    with _open_text(path) as f:
-        head = f.read(1)
-        f.seek(0)
-        if head == "[":
-            try:
-                yield from _strings(json.load(f))
-            except json.JSONDecodeError as e:
-                raise QuestionFormatError(f"{path}: not valid JSON ({e})") from e
-            return
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield from _strings(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise QuestionFormatError(f"{path}:{n}: not valid JSON ({e})") from e
+    for _, obj in read_jsonl(path, QuestionFormatError, objects=False, arrays=True):
+        yield from _strings(obj)
 
 
 def find_overlap(training_prompt_files: Iterable[str | Path], question_files: Iterable[str | Path], min_chars: int = 32):

@@ -29,12 +29,18 @@ from benchmarks.questions import (
     check_no_overlap,
     load_question_sets,
 )
+from training.cli import run_command
+from training.files import atomic_write, json_object
 
 RESULT_FILES = ("results.json", "table.md", "plot.png")
 
 
 class BenchmarkInputError(ValueError):
     pass
+
+
+# What bad input raises, before any engine starts: exit status 2.
+INPUT_ERRORS = (BenchmarkInputError, MethodSpecError, QuestionFormatError, BenchmarkOverlapError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,30 +79,33 @@ def _check_model(path: str, what: str) -> None:
         raise BenchmarkInputError(f"{what}: {path} does not exist; expected a checkpoint directory")
 
 
+def check_inputs(args, default_methods: list[str], group_by: str) -> tuple[dict, list, list[str], dict]:
+    """The checks every benchmark makes before an engine starts (``--model``, ``--engine-args``, ``--method``,
+    ``--questions``, ``--per-category``, ``--training-prompts``); returns the engine arguments, the methods, the
+    question files and the question groups."""
+    _check_model(args.model, "--model")
+    engine_args = json_object(args.engine_args, "--engine-args", BenchmarkInputError)
+    methods = [parse_method(m) for m in (args.method or default_methods)]
+    if not any(m.speculative_config is None for m in methods):
+        raise BenchmarkInputError("the methods must include 'none': it is the speedup and lossless reference")
+    for m in methods:
+        if m.model:
+            _check_model(m.model, f"--method {m.name} model")
+    qfiles = args.questions or [str(p) for p in bundled_paths()]
+    groups = load_question_sets(qfiles, args.per_category, group_by)
+    if args.training_prompts:
+        check_no_overlap(args.training_prompts, qfiles)
+    return engine_args, methods, qfiles, groups
+
+
 def prepare(args) -> tuple[list[Job], dict, dict]:
     """Validate every input before any engine starts."""
     if args.max_new_tokens < 1:
         raise BenchmarkInputError(f"--max-new-tokens is {args.max_new_tokens}; expected >= 1")
     if args.per_category is not None and args.per_category < 1:
         raise BenchmarkInputError(f"--per-category is {args.per_category}; expected >= 1")
-    _check_model(args.model, "--model")
-    try:
-        engine_args = json.loads(args.engine_args)
-    except json.JSONDecodeError as e:
-        raise BenchmarkInputError(f"--engine-args is not valid JSON ({e})") from e
-    if not isinstance(engine_args, dict):
-        raise BenchmarkInputError("--engine-args must be a JSON object")
-    methods = [parse_method(m) for m in (args.method or ["none", "mtp"])]
-    if not any(m.speculative_config is None for m in methods):
-        raise BenchmarkInputError("the methods must include 'none': it is the speedup and lossless reference")
-    for m in methods:
-        if m.model:
-            _check_model(m.model, f"--method {m.name} model")
+    engine_args, methods, qfiles, groups = check_inputs(args, ["none", "mtp"], args.group_by)
     jobs = expand(methods, args.k)
-    qfiles = args.questions or [str(p) for p in bundled_paths()]
-    groups = load_question_sets(qfiles, args.per_category, args.group_by)
-    if args.training_prompts:
-        check_no_overlap(args.training_prompts, qfiles)
     out = Path(args.out_dir)
     if not args.overwrite:
         clash = [str(out / f) for f in RESULT_FILES if (out / f).exists()]
@@ -131,6 +140,7 @@ def run_engine(payload: dict, key: str, work: Path, timeout: float, module: str 
     """Run one engine process (``python -m MODULE JOB RESULT``); returns its result or {'error': ...} (the run goes
     on with the other methods)."""
     safe = key.replace("@", "_").replace("=", "")
+    work.mkdir(parents=True, exist_ok=True)
     job_file, result_file, log_file = work / f"{safe}.job.json", work / f"{safe}.result.json", work / f"{safe}.log"
     job_file.write_text(json.dumps(payload))
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0")}
@@ -149,13 +159,6 @@ def run_engine(payload: dict, key: str, work: Path, timeout: float, module: str 
     res = json.loads(result_file.read_text())
     res["process_s"] = time.perf_counter() - t0
     return res
-
-
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
-    tmp.replace(path)
 
 
 def write_outputs(args, jobs_out: list[dict], groups, common) -> tuple[list[dict], list[dict]]:
@@ -183,31 +186,29 @@ def write_outputs(args, jobs_out: list[dict], groups, common) -> tuple[list[dict
         "errors": {j["key"]: j["error"] for j in jobs_out if j.get("error")},
         "jobs": jobs_out,
     }
-    _atomic_write(out / "results.json", json.dumps(results, indent=1))
+    atomic_write(out / "results.json", json.dumps(results, indent=1))
     md = report.markdown(rows, cats, meta)
     if mism:
         md += f"\n**LOSSLESS CHECK FAILED**: {len(mism)} output(s) differ from no speculation (see results.json).\n"
-    _atomic_write(out / "table.md", md)
+    atomic_write(out / "table.md", md)
     with tempfile.NamedTemporaryFile(suffix=".png", dir=out, delete=False) as tmp:
         pass
     report.plot(rows, tmp.name, f"{Path(args.model).name}: batch 1, greedy, {args.max_new_tokens} new tokens")
     os.replace(tmp.name, out / "plot.png")
     if args.summary:
         summ = {"meta": meta, "methods": report.summary(rows, common["headline_k"]), "lossless": not mism}
-        _atomic_write(Path(args.summary), json.dumps(summ, indent=2))
+        atomic_write(Path(args.summary), json.dumps(summ, indent=2))
     return rows, mism
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        jobs, groups, common = prepare(args)
-    except (BenchmarkInputError, MethodSpecError, QuestionFormatError, BenchmarkOverlapError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: run(args, *prepare(args)), *INPUT_ERRORS)
+
+
+def run(args, jobs: list[Job], groups: dict, common: dict) -> int:
     out = Path(args.out_dir)
     work = out / "engines"
-    work.mkdir(parents=True, exist_ok=True)
     n_q = sum(len(q) for q in groups.values())
     print(f"{len(jobs)} engine(s) x {n_q} question(s) in {len(groups)} categories: {[j.key for j in jobs]}", flush=True)
     jobs_out = []

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from training.checkpoint_io import load_main_model, main_weights_fingerprint
 from training.data import Example, load_chat_jsonl
+from training.files import atomic_write
 from training.precision import autocast, bf16_native
 from vllm_fastmtp.conventions import DEFAULT_HIDDEN_STATE, HIDDEN_STATE_CHOICES
 from training.mtp_head import main_hidden_states
@@ -141,12 +142,6 @@ def _forward_shard(main_model, examples: list[Example], hidden_state: str, top_n
     return out
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def build_cache(
     model_dir: str | Path,
     data_file: str | Path,
@@ -231,11 +226,11 @@ def build_cache(
             "file": name, "first": s, "examples": len(chunk), "tokens": int(tensors["offsets"][-1]),
             "assistant_tokens": int(tensors["loss_mask"].sum()), "bytes": (out_dir / name).stat().st_size,
         })
-        _write_json_atomic(mpath, manifest)
+        atomic_write(mpath, json.dumps(manifest, indent=2) + "\n")
     bar.close()
     manifest["complete"] = True
     manifest["build_seconds_last_run"] = round(time.time() - t0, 1)
-    _write_json_atomic(mpath, manifest)
+    atomic_write(mpath, json.dumps(manifest, indent=2) + "\n")
     return open_cache(out_dir, expect=key)
 
 

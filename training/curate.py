@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.files import atomic_write
+from training.files import atomic_write, read_jsonl
 
 PAPER_MIX = {"general": 0.42, "math": 0.18, "code": 0.13, "chinese": 0.27}
 INCOMPLETE_REASONS = ("length", "prompt_too_long")
@@ -75,30 +75,19 @@ def read_items(paths: list[str]) -> list[Item]:
     for path in paths:
         if not os.path.isfile(path):
             raise CurateError(f"{path}: input file not found")
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                if not line.endswith("\n"):
-                    raise CurateError(f"{where}: last line has no newline (partial write?); finish or resume the distill run first")
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CurateError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(rec, dict):
-                    raise CurateError(f"{where}: expected a JSON object")
-                _require(rec, where, "id", str, "a string")
-                _require(rec, where, "category", str, "a string")
-                msgs = _require(rec, where, "messages", list, "a list of {role, content}")
-                for i, m in enumerate(msgs):
-                    if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
-                        raise CurateError(f"{where}: messages[{i}] must be an object with string 'role' and 'content'")
-                comp = _require(rec, where, "completion_tokens", list, "a list of per-answer token counts")
-                if len(comp) != sum(m["role"] == "assistant" for m in msgs):
-                    raise CurateError(f"{where}: {len(comp)} completion_tokens for {sum(m['role'] == 'assistant' for m in msgs)} assistant turns")
-                tokens = _require(rec, where, "total_tokens", int, "an integer token count")
-                items.append(Item(rec, where, path, tokens))
+        for lineno, rec in read_jsonl(path, CurateError, whole_lines=True):
+            where = f"{path}:{lineno}"
+            _require(rec, where, "id", str, "a string")
+            _require(rec, where, "category", str, "a string")
+            msgs = _require(rec, where, "messages", list, "a list of {role, content}")
+            for i, m in enumerate(msgs):
+                if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+                    raise CurateError(f"{where}: messages[{i}] must be an object with string 'role' and 'content'")
+            comp = _require(rec, where, "completion_tokens", list, "a list of per-answer token counts")
+            if len(comp) != sum(m["role"] == "assistant" for m in msgs):
+                raise CurateError(f"{where}: {len(comp)} completion_tokens for {sum(m['role'] == 'assistant' for m in msgs)} assistant turns")
+            tokens = _require(rec, where, "total_tokens", int, "an integer token count")
+            items.append(Item(rec, where, path, tokens))
     return items
 
 

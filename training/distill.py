@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from training.files import atomic_write
+from training.files import atomic_write, json_object
 from training.prompts import FORMATS, Conversation, PromptFormatError, load_inputs
 
 # The FastMTP report's self-distillation settings.
@@ -150,13 +150,7 @@ def validate_args(args: argparse.Namespace) -> None:
         raise DistillError(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.temperature < 0:
         raise DistillError(f"--temperature must be >= 0, got {args.temperature}")
-    try:
-        kw = json.loads(args.chat_template_kwargs)
-    except json.JSONDecodeError as e:
-        raise DistillError(f"--chat-template-kwargs is not valid JSON: {e.msg}") from None
-    if not isinstance(kw, dict):
-        raise DistillError("--chat-template-kwargs must be a JSON object")
-    args.chat_template_kwargs_dict = kw
+    args.chat_template_kwargs_dict = json_object(args.chat_template_kwargs, "--chat-template-kwargs", DistillError)
     if args.shard is not None:
         try:
             i, n = (int(x) for x in args.shard.split("/"))

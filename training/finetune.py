@@ -131,6 +131,41 @@ class FinetuneArguments:
                   "'serving' (step-1 cache of earlier positions + the chain's own steps, as vLLM drafts)."},
     )
 
+    def __post_init__(self):
+        """Every check of these fields alone, at parse time (as transformers' run_clm.py does)."""
+        if self.num_steps < 1:
+            raise FinetuneConfigError(f"num_steps (K) must be >= 1, got {self.num_steps}")
+        if not self.beta > 0:
+            raise FinetuneConfigError(f"beta must be > 0, got {self.beta}")
+        if self.hidden_state not in HIDDEN_STATE_CHOICES:
+            raise FinetuneConfigError(f"hidden_state must be one of {HIDDEN_STATE_CHOICES}, got {self.hidden_state!r}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise FinetuneConfigError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if self.distill_loss not in ("kl", "soft_ce"):
+            raise FinetuneConfigError(f"distill_loss must be 'kl' or 'soft_ce', got {self.distill_loss!r}")
+        if self.distill_top_n < 1:
+            raise FinetuneConfigError(f"distill_top_n must be >= 1, got {self.distill_top_n}")
+        if self.label_source not in LABEL_SOURCES:
+            raise FinetuneConfigError(f"label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}")
+        if self.train_form not in TRAIN_FORMS:
+            raise FinetuneConfigError(f"train_form must be one of {TRAIN_FORMS}, got {self.train_form!r}")
+        if not self.cache_dir:
+            for name, default in (("label_source", "data"), ("draft_vocab", None), ("eval_cache_dir", None)):
+                if getattr(self, name) != default:
+                    raise FinetuneConfigError(f"{name} needs cache_dir (training from cached main-model states)")
+        elif self.distill_weight > 0 and self.distill_top_n > self.cache_top_n:
+            raise FinetuneConfigError(f"distill_top_n {self.distill_top_n} > cache_top_n {self.cache_top_n}")
+        if self.overlong not in ("truncate", "drop"):
+            raise FinetuneConfigError(f"overlong must be 'truncate' or 'drop', got {self.overlong!r}")
+        if self.export not in ("full", "head", "both"):
+            raise FinetuneConfigError(f"export must be 'full', 'head' or 'both', got {self.export!r}")
+        if not self.model_path:
+            raise FinetuneConfigError("--model_path is required")
+        if not self.train_file and not self.cache_dir:
+            raise FinetuneConfigError("--train_file (or --cache_dir holding its cached states) is required")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise FinetuneConfigError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+
 
 @dataclass
 class FinetuneTrainingArguments(TrainingArguments):
@@ -294,42 +329,12 @@ def compute_metrics(eval_pred) -> dict[str, float]:
 
 # ============================================================ driver
 def validate(fa: FinetuneArguments, ta) -> None:
-    if fa.num_steps < 1:
-        raise FinetuneConfigError(f"num_steps (K) must be >= 1, got {fa.num_steps}")
-    if not fa.beta > 0:
-        raise FinetuneConfigError(f"beta must be > 0, got {fa.beta}")
-    if fa.hidden_state not in HIDDEN_STATE_CHOICES:
-        raise FinetuneConfigError(f"hidden_state must be one of {HIDDEN_STATE_CHOICES}, got {fa.hidden_state!r}")
-    if not 0.0 <= fa.distill_weight <= 1.0:
-        raise FinetuneConfigError(f"distill_weight must be in [0, 1], got {fa.distill_weight}")
-    if fa.distill_loss not in ("kl", "soft_ce"):
-        raise FinetuneConfigError(f"distill_loss must be 'kl' or 'soft_ce', got {fa.distill_loss!r}")
-    if fa.distill_top_n < 1:
-        raise FinetuneConfigError(f"distill_top_n must be >= 1, got {fa.distill_top_n}")
-    if fa.label_source not in LABEL_SOURCES:
-        raise FinetuneConfigError(f"label_source must be one of {LABEL_SOURCES}, got {fa.label_source!r}")
-    if fa.train_form not in TRAIN_FORMS:
-        raise FinetuneConfigError(f"train_form must be one of {TRAIN_FORMS}, got {fa.train_form!r}")
-    if not fa.cache_dir:
-        for name, default in (("label_source", "data"), ("draft_vocab", None), ("eval_cache_dir", None)):
-            if getattr(fa, name) != default:
-                raise FinetuneConfigError(f"{name} needs cache_dir (training from cached main-model states)")
-    elif fa.distill_weight > 0 and fa.distill_top_n > fa.cache_top_n:
-        raise FinetuneConfigError(f"distill_top_n {fa.distill_top_n} > cache_top_n {fa.cache_top_n}")
+    """What FinetuneArguments cannot check alone (its own fields are checked in its ``__post_init__``): the
+    training arguments and the files on disk."""
     if fa.eval_cache_dir and not fa.eval_file and not Path(fa.eval_cache_dir, "manifest.json").is_file():
         raise FinetuneConfigError("eval_cache_dir has no cache yet: pass eval_file to build it")
-    if fa.overlong not in ("truncate", "drop"):
-        raise FinetuneConfigError(f"overlong must be 'truncate' or 'drop', got {fa.overlong!r}")
-    if fa.export not in ("full", "head", "both"):
-        raise FinetuneConfigError(f"export must be 'full', 'head' or 'both', got {fa.export!r}")
-    if not fa.model_path:
-        raise FinetuneConfigError("--model_path is required")
-    if not fa.train_file and not fa.cache_dir:
-        raise FinetuneConfigError("--train_file (or --cache_dir holding its cached states) is required")
     if not ta.output_dir:
         raise FinetuneConfigError("--output_dir is required")
-    if not 0.0 <= fa.eval_fraction < 1.0:
-        raise FinetuneConfigError(f"eval_fraction must be in [0, 1), got {fa.eval_fraction}")
     if getattr(ta, "gradient_checkpointing", False):
         raise FinetuneConfigError("gradient_checkpointing is not supported: only the one-layer head trains")
     if not Path(fa.model_path).exists():

@@ -33,6 +33,7 @@ import torch
 from safetensors import safe_open
 
 from training.checkpoint_io import CheckpointError, read_all_tensors, weight_names, write_sharded
+from training.cli import run_command
 from vllm_fastmtp.conventions import CONFIG_KEY, MTP_ARCHITECTURE, MTP_LAYERS_PREFIX, MTP_PREFIX
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
@@ -363,13 +364,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="replace an existing MTP head")
     p.add_argument("--head", default=None, help="trained head file (training.finetune --export head) instead of --init")
     a = p.parse_args(None if argv is None else list(argv))
-    try:
-        out = graft_mtp_head(a.source, a.out_dir, init=a.init, dtype=a.dtype, force=a.force, head_file=a.head)
-    except GraftError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
+    return run_command(
+        lambda: print(graft_mtp_head(a.source, a.out_dir, init=a.init, dtype=a.dtype, force=a.force, head_file=a.head)),
+        GraftError,
+    )
 
 
 if __name__ == "__main__":

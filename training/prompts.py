@@ -15,13 +15,14 @@ Formats (one JSON object per line, or a JSON array of objects; ``.gz`` is read t
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from training.files import read_jsonl
 
 FORMATS = ("turns", "messages", "conversations", "prompt")
 
@@ -96,29 +97,6 @@ def parse_input_spec(spec: str) -> InputSpec:
     if not os.path.isfile(path):
         raise PromptFormatError(f"{path}: prompt file not found")
     return InputSpec(path=path, category=category, source=Path(path).name)
-
-
-def _iter_json_records(path: str) -> Iterator[tuple[int, object]]:
-    """Yield (line number, parsed object); a JSON array file yields its items numbered from 1."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        text = f.read()
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise PromptFormatError(f"{path}:{e.lineno}: malformed JSON array ({e.msg})") from None
-        for i, item in enumerate(items, 1):
-            yield i, item
-        return
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PromptFormatError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
 
 
 def _iter_hf_records(spec: InputSpec) -> Iterator[tuple[int, object]]:
@@ -253,7 +231,7 @@ def conversation_from_record(
 
 def read_prompts(spec: InputSpec, *, fmt: str = "auto", default_category: str = "general") -> list[Conversation]:
     """All conversations of one input; the first bad record raises with its file and line."""
-    records = _iter_hf_records(spec) if spec.is_hf else _iter_json_records(spec.path)
+    records = _iter_hf_records(spec) if spec.is_hf else read_jsonl(spec.path, PromptFormatError, objects=False, arrays=True)
     out = [
         conversation_from_record(
             obj, where=f"{spec.path}:{lineno}", source=spec.source, lineno=lineno, fmt=fmt,

@@ -86,7 +86,7 @@ class PrunedDraftHead:
         return ", ".join(f"{lang}: {'full' if ids is None else f'{ids.numel()} ids'}" for lang, ids in self.ids.items())
 
 
-@dataclass
+@dataclass(frozen=True)
 class DraftVocabConfig:
     """``speculative_config["draft_vocab"]``: which map per language, and how to pick the language."""
 

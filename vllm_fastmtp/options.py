@@ -1,8 +1,9 @@
 """The FastMTP part of `--speculative-config`, validated before vLLM builds anything.
 
 vLLM's SpeculativeConfig rejects unknown keys, so the FastMTP-only keys are taken out here, checked, and carried to
-the workers on the draft model's hf_config (which is pickled to every process). Keeping this free of vLLM imports
-lets it be tested, and reused by the benchmarks, without an engine.
+the workers as one frozen `FastMTPOptions`, stored as its JSON-safe record on the draft model's hf_config (which is
+pickled to every process, and which transformers serialises: a dataclass there breaks its to_json_string/repr).
+Keeping this free of vLLM imports lets it be tested, and reused by the benchmarks, without an engine.
 """
 
 from __future__ import annotations
@@ -24,17 +25,27 @@ class FastMTPConfigError(ValueError):
     """A `--speculative-config` for method "fastmtp" that cannot be served."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class FastMTPOptions:
+    """The FastMTP options: as split from `--speculative-config`, then resolved against the engine config (every
+    field set) and handed to the workers unchanged."""
+
     num_speculative_tokens: int = DEFAULT_NUM_SPECULATIVE_TOKENS
-    hidden_state: str | None = None  # None: as recorded in the checkpoint (conventions.py)
+    hidden_state: str | None = None  # None until resolved: as recorded in the checkpoint (conventions.py)
     draft_vocab: DraftVocabConfig | None = None  # None: draft over the full vocabulary
+    tokenizer: str | None = None  # the target's tokenizer (set when resolved): the maps' fingerprint check
 
     # FastMTP-only keys accepted inside --speculative-config next to vLLM's own.
     KEYS = ("hidden_state", "draft_vocab")
 
-    def to_dict(self) -> dict:
+    def to_record(self) -> dict:
+        """The plain-dict form carried on the draft hf_config."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> FastMTPOptions:
+        dv = rec.get("draft_vocab")
+        return cls(**{**rec, "draft_vocab": None if dv is None else DraftVocabConfig(**dv)})
 
 
 def split_speculative_config(raw: Mapping[str, Any], vllm_keys: set[str]) -> tuple[dict, FastMTPOptions]:

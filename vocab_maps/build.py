@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.cli import run_command
+
 from .counting import FORMATS, Counter, check_source
 from .format import VocabMapError, check_writable, load_vocab_map, save_map, tokenizer_fingerprint
 
@@ -211,12 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     args.argv = argv
-    try:
-        build(args)
-    except VocabMapError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: build(args), VocabMapError)
 
 
 if __name__ == "__main__":

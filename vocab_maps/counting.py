@@ -6,14 +6,14 @@ draft head never proposes the user's tokens, so counting them would spend map sl
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from training.files import open_text, read_jsonl
 
 from .format import VocabMapError
 
@@ -39,12 +39,6 @@ class SourceStats:
         return d
 
 
-def _open_text(p: Path) -> io.TextIOBase:
-    if p.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8")
-    return open(p, encoding="utf-8")
-
-
 def detect_format(p: Path) -> str:
     name = p.name[:-3] if p.name.endswith(".gz") else p.name
     if name.endswith((".jsonl", ".json")):
@@ -63,37 +57,28 @@ def _message_text(content: Any) -> str:
 
 
 def _jsonl_texts(p: Path, roles: tuple[str, ...], stats: SourceStats) -> Iterator[str]:
-    with _open_text(p) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise VocabMapError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise VocabMapError(f"{p}:{lineno}: expected a JSON object per line")
-            if "messages" in obj:
-                msgs = obj["messages"]
-                if not isinstance(msgs, list):
-                    raise VocabMapError(f"{p}:{lineno}: 'messages' must be a list of {{role, content}} objects")
-                for m in msgs:
-                    if isinstance(m, dict) and m.get("role") in roles:
-                        text = _message_text(m.get("content"))
-                        if text:
-                            stats.documents += 1
-                            yield text
-            elif isinstance(obj.get("text"), str):
-                stats.documents += 1
-                yield obj["text"]
-            else:
-                raise VocabMapError(f"{p}:{lineno}: expected a 'messages' list or a 'text' field, found keys {sorted(obj)}")
+    for lineno, obj in read_jsonl(p, VocabMapError):
+        if "messages" in obj:
+            msgs = obj["messages"]
+            if not isinstance(msgs, list):
+                raise VocabMapError(f"{p}:{lineno}: 'messages' must be a list of {{role, content}} objects")
+            for m in msgs:
+                if isinstance(m, dict) and m.get("role") in roles:
+                    text = _message_text(m.get("content"))
+                    if text:
+                        stats.documents += 1
+                        yield text
+        elif isinstance(obj.get("text"), str):
+            stats.documents += 1
+            yield obj["text"]
+        else:
+            raise VocabMapError(f"{p}:{lineno}: expected a 'messages' list or a 'text' field, found keys {sorted(obj)}")
 
 
 def _text_chunks(p: Path, stats: SourceStats) -> Iterator[str]:
     """Chunks cut at line ends, so a cut never splits a word."""
     try:
-        with _open_text(p) as f:
+        with open_text(p) as f:
             buf: list[str] = []
             size = 0
             for line in f:
@@ -125,7 +110,7 @@ def check_source(p: Path, fmt: str, glob: str) -> str:
     fmt = detect_format(files[0]) if fmt == "auto" else fmt
     if fmt in ("jsonl", "freq"):
         for q in files[:3]:
-            with _open_text(q) as f:
+            with open_text(q) as f:
                 first = next((ln for ln in f if ln.strip()), "")
             if fmt == "jsonl":
                 try:
@@ -192,7 +177,7 @@ class Counter:
     def _count_freq(self, p: Path, stats: SourceStats) -> np.ndarray:
         """``text<TAB>count`` lines: each text's tokens, weighted by its count (word-frequency tables)."""
         words, weights = [], []
-        with _open_text(p) as f:
+        with open_text(p) as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue

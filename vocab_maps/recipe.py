@@ -21,6 +21,8 @@ import sysconfig
 from importlib import resources
 from pathlib import Path
 
+from training.cli import run_command
+
 from .format import VocabMapError
 
 from . import build
@@ -148,12 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--languages", default="en,zh")
     p.add_argument("--force", action="store_true")
     a = p.parse_args(argv)
-    try:
-        run(Path(a.work), Path(a.out_dir), force=a.force, languages=a.languages.split(","))
-    except VocabMapError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: run(Path(a.work), Path(a.out_dir), force=a.force, languages=a.languages.split(",")),
+                       VocabMapError)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_bundled_question_sets_are_valid():
 @pytest.mark.parametrize(
     "line, message",
     [
-        ("{not json", r"q\.jsonl:2: not valid JSON"),
+        ("{not json", r"q\.jsonl:2: malformed JSON"),
         ({"question_id": 9, "category": "x"}, r"q\.jsonl:2: field 'turns' is missing"),
         ({"question_id": 9, "category": "x", "turns": []}, r"q\.jsonl:2: field 'turns' must be a non-empty list"),
         ({"question_id": 1, "category": "x", "turns": ["again"]}, r"q\.jsonl:2: question_id '1' appears twice"),

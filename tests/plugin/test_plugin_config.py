@@ -3,7 +3,9 @@
 These go through real vLLM: `EngineArgs.create_engine_config()` is what `vllm serve` and `vllm.LLM` run first.
 """
 
+import dataclasses
 import json
+import pickle
 import shutil
 from importlib.metadata import entry_points
 
@@ -34,9 +36,13 @@ def test_fastmtp_maps_onto_mtp_and_carries_options(tiny_random_mimo):
     assert spec.method == "mtp"
     assert spec.num_speculative_tokens == 3  # FastMTP's default K, not vLLM's n_predict
     opts = fastmtp_options(config)
-    assert opts["num_speculative_tokens"] == 3
-    assert opts["hidden_state"] == "post_norm"  # no record in the checkpoint -> FastMTP's convention
-    assert opts["draft_vocab"] is None
+    assert opts.num_speculative_tokens == 3
+    assert opts.hidden_state == "post_norm"  # no record in the checkpoint -> FastMTP's convention
+    assert opts.draft_vocab is None
+    assert opts.tokenizer == str(tiny_random_mimo)
+    # the options ride on the draft hf_config as a plain record: transformers can still serialise that config
+    assert '"num_speculative_tokens": 3' in spec.draft_model_config.hf_config.to_json_string()
+    assert "fastmtp" in repr(spec.draft_model_config) or repr(spec.draft_model_config)
     # Vanilla MTP stays vanilla: no FastMTP options on its config.
     assert fastmtp_options(_engine_config(tiny_random_mimo, {"method": "mtp", "num_speculative_tokens": 2})) is None
 
@@ -49,9 +55,9 @@ def test_checkpoint_record_and_override_of_hidden_state(tiny_random_mimo, tmp_pa
     cfg = json.loads((model / "config.json").read_text())
     cfg["fastmtp"] = {"hidden_state": "pre_norm"}
     (model / "config.json").write_text(json.dumps(cfg))
-    assert fastmtp_options(_engine_config(model, {"method": "fastmtp"}))["hidden_state"] == "pre_norm"
+    assert fastmtp_options(_engine_config(model, {"method": "fastmtp"})).hidden_state == "pre_norm"
     over = _engine_config(model, {"method": "fastmtp", "hidden_state": "post_norm", "num_speculative_tokens": 5})
-    assert fastmtp_options(over)["hidden_state"] == "post_norm"
+    assert fastmtp_options(over).hidden_state == "post_norm"
     assert over.speculative_config.num_speculative_tokens == 5
 
 
@@ -130,7 +136,7 @@ def test_v1_runner_uses_fastmtp_proposer():
 def test_model_runner_v2_is_refused_clearly(monkeypatch):
     """Model Runner V2 is GPU-only (needs Triton/CUDA): its speculator factory cannot run on this CPU, so this
     test calls the guard vLLM's V2 runner would call, with a stand-in config object (the only mock here)."""
-    from vllm_fastmtp.options import HF_CONFIG_ATTR
+    from vllm_fastmtp.options import HF_CONFIG_ATTR, FastMTPOptions
     from vllm_fastmtp.integration.config import select_v1_runner
     from vllm_fastmtp.integration.runner_v2 import refuse_v2
 
@@ -145,7 +151,7 @@ def test_model_runner_v2_is_refused_clearly(monkeypatch):
     cfg.speculative_config.draft_model_config = Obj()
     cfg.speculative_config.draft_model_config.hf_config = Obj()
     assert guarded(cfg, "device", "req_states") == "speculator"  # not fastmtp: untouched
-    setattr(cfg.speculative_config.draft_model_config.hf_config, HF_CONFIG_ATTR, {"num_speculative_tokens": 3})
+    setattr(cfg.speculative_config.draft_model_config.hf_config, HF_CONFIG_ATTR, FastMTPOptions().to_record())
     with pytest.raises(FastMTPConfigError, match="not implemented for vLLM's Model Runner V2"):
         guarded(cfg, "device", "req_states")
     assert len(calls) == 1
@@ -176,6 +182,10 @@ def test_split_options_unit():
         split_speculative_config({"draft_vocab": {"maps": {"en": "a.pt"}}, "draft_sample_method": "probabilistic"},
                                  vllm_keys)
     assert split_speculative_config({"draft_vocab": None}, vllm_keys)[1].draft_vocab is None
+    # What the workers receive: frozen, and whole after the pickling that carries it to every process.
+    assert pickle.loads(pickle.dumps(o)) == o
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.hidden_state = "pre_norm"
 
 
 def test_bad_vocab_maps_fail_at_config_time(tiny_random_mimo, tmp_path):
@@ -199,4 +209,4 @@ def test_bad_vocab_maps_fail_at_config_time(tiny_random_mimo, tmp_path):
     from vllm_fastmtp.integration.config import fastmtp_options
 
     opts = fastmtp_options(_engine_config(tiny_random_mimo, {"method": "fastmtp", "draft_vocab": {"maps": {"en": str(good)}}}))
-    assert opts["draft_vocab"]["maps"] == {"en": str(good.resolve())}
+    assert opts.draft_vocab.maps == {"en": str(good.resolve())}

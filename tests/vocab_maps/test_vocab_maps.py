@@ -129,7 +129,7 @@ def test_errors_before_work_and_no_clobber(tmp_path, tokdir, capsys):
     bad.write_text('{"messages": [{"role": "assistant", "content": "hi"}]}\nnot json\n')
     new = tmp_path / "new.pt"
     assert _run("--tokenizer", tokdir, "--input", bad, "--language", "en", "--size", "4", "--out", new) == 2
-    assert "bad.jsonl:2: not valid JSON" in capsys.readouterr().err
+    assert "bad.jsonl:2: malformed JSON" in capsys.readouterr().err
     assert not new.exists() and not new.with_suffix(".json").exists()
 
     cases = [

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -26,12 +27,13 @@ from vllm_fastmtp.options import (
 logger = logging.getLogger("vllm.fastmtp")  # under vLLM's logger, so its handlers print it
 
 
-def fastmtp_options(vllm_config) -> dict | None:
+def fastmtp_options(vllm_config) -> FastMTPOptions | None:
     """The resolved FastMTP options of an engine config, or None when it is not a fastmtp config."""
     spec = getattr(vllm_config, "speculative_config", None)
     draft = getattr(spec, "draft_model_config", None) if spec is not None else None
     hf = getattr(draft, "hf_config", None) if draft is not None else None
-    return getattr(hf, HF_CONFIG_ATTR, None) if hf is not None else None
+    rec = getattr(hf, HF_CONFIG_ATTR, None) if hf is not None else None
+    return None if rec is None else FastMTPOptions.from_record(rec)
 
 
 def _check_target_has_mtp_layer(target_model_config) -> None:
@@ -55,11 +57,11 @@ def select_v1_runner() -> None:
         )
 
 
-def _check_draft_vocab(draft_vocab, target, parallel) -> None:
-    """Validate every map against the model's tokenizer before any engine process starts, and pin resolved
-    absolute paths so workers with another working directory load the same files."""
+def _check_draft_vocab(draft_vocab, target, parallel):
+    """Validate every map against the model's tokenizer before any engine process starts; returns the config
+    with resolved absolute paths, so that workers with another working directory load the same files."""
     if draft_vocab is None:
-        return
+        return None
     if parallel is not None and parallel.tensor_parallel_size > 1:
         raise FastMTPConfigError(
             "speculative_config.draft_vocab is not supported with tensor parallelism yet: vLLM shards the "
@@ -74,23 +76,22 @@ def _check_draft_vocab(draft_vocab, target, parallel) -> None:
     for m in draft_vocab.maps.values():
         if m is not None:
             load_vocab_map(m, vocab_size=target.get_vocab_size(), fingerprint=fingerprint)
-    draft_vocab.maps = {
+    return dataclasses.replace(draft_vocab, maps={
         lang: None if m is None else str(resolve_map_path(m).resolve()) for lang, m in draft_vocab.maps.items()
-    }
+    })
 
 
-def _resolve_options(spec_config, opts: FastMTPOptions) -> dict:
+def _resolve_options(spec_config, opts: FastMTPOptions) -> FastMTPOptions:
     draft_hf = spec_config.draft_model_config.hf_config
     hidden_state = opts.hidden_state or hidden_state_from_config(
         draft_hf, source=f"{spec_config.draft_model_config.model}/config.json"
     )
-    resolved = FastMTPOptions(
+    return FastMTPOptions(
         num_speculative_tokens=spec_config.num_speculative_tokens,
         hidden_state=hidden_state,
         draft_vocab=opts.draft_vocab,  # validated and resolved by _check_draft_vocab
-    ).to_dict()
-    resolved["tokenizer"] = str(spec_config.target_model_config.tokenizer)
-    return resolved
+        tokenizer=str(spec_config.target_model_config.tokenizer),
+    )
 
 
 def patch_speculative_config(vllm_version: str) -> None:
@@ -136,10 +137,10 @@ def patch_speculative_config(vllm_version: str) -> None:
         self.method = "mtp"
         original_post_init(self, *args, **kwargs)
         resolved = _resolve_options(self, opts)
-        setattr(self.draft_model_config.hf_config, HF_CONFIG_ATTR, resolved)
+        setattr(self.draft_model_config.hf_config, HF_CONFIG_ATTR, resolved.to_record())
         logger.info("fastmtp: K=%d, step-1 hidden state %s, draft vocab %s",
-                    resolved["num_speculative_tokens"], resolved["hidden_state"],
-                    "full" if resolved["draft_vocab"] is None else resolved["draft_vocab"]["maps"])
+                    resolved.num_speculative_tokens, resolved.hidden_state,
+                    "full" if resolved.draft_vocab is None else resolved.draft_vocab.maps)
 
     cls.__post_init__ = __post_init__
     cls._fastmtp_patched = True
@@ -172,7 +173,8 @@ def patch_engine_args(vllm_version: str) -> None:
         vllm_dict, opts = split_speculative_config(raw, vllm_keys)
         # Checked here, not in __post_init__, where pydantic would wrap the errors.
         _check_target_has_mtp_layer(target_model_config)
-        _check_draft_vocab(opts.draft_vocab, target_model_config, target_parallel_config)
+        opts = dataclasses.replace(
+            opts, draft_vocab=_check_draft_vocab(opts.draft_vocab, target_model_config, target_parallel_config))
         vllm_dict.update(target_model_config=target_model_config, target_parallel_config=target_parallel_config)
         self.speculative_config = vllm_dict
         # Hand the validated options to __post_init__ (SpeculativeConfig forbids extra constructor keys).

@@ -20,6 +20,7 @@ from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
 from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead
 from vllm_fastmtp.integration.config import fastmtp_options
 from vllm_fastmtp.integration.version import require
+from vllm_fastmtp.options import FastMTPOptions
 
 logger = logging.getLogger("vllm.fastmtp")
 
@@ -54,7 +55,7 @@ class FastMTPProposer(EagleProposer):
 
     def __init__(self, vllm_config, device, runner=None, *args, **kwargs):
         super().__init__(vllm_config, device, runner, *args, **kwargs)
-        self._fastmtp = fastmtp_options(vllm_config)
+        self._fastmtp: FastMTPOptions | None = fastmtp_options(vllm_config)
         self._fastmtp_runner = runner
         self._fastmtp_step1 = None
         # Pruned drafting (None: full vocabulary): the maps' config, the language detector and the pruned head.
@@ -72,11 +73,11 @@ class FastMTPProposer(EagleProposer):
             require(runner, "input_batch", type(runner).__name__)
             require(runner.input_batch, "req_ids", type(runner.input_batch).__name__)
             require(runner, "requests", type(runner).__name__)
-        self._fastmtp_step1 = hidden_state_transform(target_model, self._fastmtp["hidden_state"])
-        if self._fastmtp["draft_vocab"] is not None:
+        self._fastmtp_step1 = hidden_state_transform(target_model, self._fastmtp.hidden_state)
+        if self._fastmtp.draft_vocab is not None:
             self._load_draft_vocab()
         logger.info("fastmtp drafter ready: step-1 hidden state %s, draft vocab %s",
-                    self._fastmtp["hidden_state"],
+                    self._fastmtp.hidden_state,
                     "full" if self._fastmtp_head is None
                     else f"{self._fastmtp_head.describe()} (default {self._fastmtp_vocab.default})")
 
@@ -84,9 +85,9 @@ class FastMTPProposer(EagleProposer):
         from transformers import AutoTokenizer
 
         vocab_size = self.vllm_config.model_config.get_vocab_size()
-        self._fastmtp_vocab = DraftVocabConfig(**self._fastmtp["draft_vocab"])
+        self._fastmtp_vocab = self._fastmtp.draft_vocab
         maps, self._fastmtp_detector = self._fastmtp_vocab.load(
-            AutoTokenizer.from_pretrained(self._fastmtp["tokenizer"]), vocab_size)
+            AutoTokenizer.from_pretrained(self._fastmtp.tokenizer), vocab_size)
         self._fastmtp_head = PrunedDraftHead(self.model.lm_head.weight, maps, vocab_size=vocab_size)
 
     def propose(self, *args, **kwargs):
