@@ -93,7 +93,7 @@ def check_inputs(args, default_methods: list[str], group_by: str) -> tuple[dict,
             _check_model(m.model, f"--method {m.name} model")
     qfiles = args.questions or [str(p) for p in bundled_paths()]
     groups = load_question_sets(qfiles, args.per_category, group_by)
-    if args.training_prompts:
+    if getattr(args, "training_prompts", None):
         check_no_overlap(args.training_prompts, qfiles)
     return engine_args, methods, qfiles, groups
 

@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.methods import BASELINE, MethodSpecError, expand, parse_method
-from benchmarks.questions import QuestionFormatError, bundled_paths, load_question_sets
-from benchmarks.run import BenchmarkInputError, _atomic_write, _check_model, run_engine
+from benchmarks.methods import BASELINE, expand
+from benchmarks.run import INPUT_ERRORS, BenchmarkInputError, check_inputs, run_engine
+from training.files import atomic_write
 
 RESULT_FILES = ("results.json", "table.md")
 NGRAM = '{"speculative_config": {"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1}}'
@@ -52,24 +52,10 @@ def prepare(a) -> tuple[list, list[dict], dict]:
         raise BenchmarkInputError(f"--max-new-tokens is {a.max_new_tokens}; expected >= 2 (decode steps are profiled)")
     if a.per_category is not None and a.per_category < 1:
         raise BenchmarkInputError(f"--per-category is {a.per_category}; expected >= 1")
-    _check_model(a.model, "--model")
-    try:
-        engine_args = json.loads(a.engine_args)
-    except json.JSONDecodeError as e:
-        raise BenchmarkInputError(f"--engine-args is not valid JSON ({e})") from e
-    if not isinstance(engine_args, dict):
-        raise BenchmarkInputError("--engine-args must be a JSON object")
+    engine_args, methods, _, groups = check_inputs(a, DEFAULT_METHODS, "category")
     if engine_args.get("enforce_eager") is False:
         raise BenchmarkInputError("--engine-args enforce_eager false: the timers need the eager engine")
-    methods = [parse_method(m) for m in (a.method or DEFAULT_METHODS)]
-    if not any(m.speculative_config is None for m in methods):
-        raise BenchmarkInputError("the methods must include 'none': draft and step costs are relative to its step")
-    for m in methods:
-        if m.model:
-            _check_model(m.model, f"--method {m.name} model")
     jobs = expand(methods, a.k)
-    qfiles = a.questions or [str(p) for p in bundled_paths()]
-    groups = load_question_sets(qfiles, a.per_category, "category")
     questions = [{"question_id": q.question_id, "turns": list(q.turns)} for qs in groups.values() for q in qs]
     out = Path(a.out_dir)
     clash = [str(out / f) for f in RESULT_FILES if (out / f).exists()]
@@ -172,7 +158,7 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     try:
         jobs, questions, engine_args = prepare(a)
-    except (BenchmarkInputError, MethodSpecError, QuestionFormatError) as e:
+    except INPUT_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(a.out_dir)
@@ -206,10 +192,10 @@ def main(argv=None) -> int:
     meta = {"model": a.model, "max_new_tokens": a.max_new_tokens, "questions": len(questions),
             "device": first.get("device"), "threads": first.get("threads"), "vllm_version": first.get("vllm_version"),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _atomic_write(out / "results.json", json.dumps({"meta": meta, "rows": rows, "errors": errors, "engines": results},
+    atomic_write(out / "results.json", json.dumps({"meta": meta, "rows": rows, "errors": errors, "engines": results},
                                                    indent=1))
     if rows:
-        _atomic_write(out / "table.md", markdown(rows, components, meta))
+        atomic_write(out / "table.md", markdown(rows, components, meta))
         print((out / "table.md").read_text())
     if errors:
         print(f"\n!!! engine(s) failed: {sorted(errors)}", file=sys.stderr)

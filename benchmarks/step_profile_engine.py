@@ -6,13 +6,12 @@ Warm-up requests run first and the timers are reset after them. Reads a job JSON
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from pathlib import Path
 
-from benchmarks.engine_run import WARMUP_PROMPT, delta, snapshot
+from benchmarks.engine_run import WARMUP_PROMPT, job_main
+from benchmarks.spec_metrics import delta, snapshot
 
 
 def run_job(job: dict) -> dict:
@@ -51,17 +50,6 @@ def run_job(job: dict) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def main() -> int:
-    if len(sys.argv) != 3:
-        print("usage: python -m benchmarks.step_profile_engine JOB.json RESULT.json", file=sys.stderr)
-        return 2
-    result = run_job(json.loads(Path(sys.argv[1]).read_text()))
-    tmp = Path(sys.argv[2]).with_suffix(".partial")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(sys.argv[2])
-    return 0
-
-
 if __name__ == "__main__":
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    sys.exit(main())
+    sys.exit(job_main(run_job, "benchmarks.step_profile_engine"))
