@@ -181,6 +181,19 @@ def model_identity(model: str) -> str:
     return str(Path(model).resolve()) if Path(model).exists() else model
 
 
+def model_weights(model: str) -> str | None:
+    """Fingerprint of a local checkpoint's main-model weights (None for a hub id): a resumed run is checked against
+    the weights, not the path, so a corpus committed from one checkout resumes from another."""
+    from training.checkpoint_io import CheckpointError, main_weights_fingerprint
+
+    if not (Path(model) / "config.json").is_file():
+        return None
+    try:
+        return main_weights_fingerprint(Path(model))
+    except (CheckpointError, OSError, ValueError):
+        return None
+
+
 def check_or_write_meta(out: Path, meta: dict) -> None:
     """Refuse to append to an output produced by different settings; write the sidecar otherwise."""
     mp = meta_path(out)
@@ -195,9 +208,12 @@ def check_or_write_meta(out: Path, meta: dict) -> None:
             old = json.loads(mp.read_text())
         except json.JSONDecodeError as e:
             raise DistillError(f"{mp}:{e.lineno}: sidecar is not valid JSON ({e.msg})") from None
+        # a sidecar that records the weights is matched on them, not on where the checkpoint lies
+        by_weights = bool(old.get("model_weights") and meta.get("model_weights"))
+        fields = [k for k in COMPARED_FIELDS if not (by_weights and k == "model")] + ["model_weights"] * by_weights
         diffs = [
             f"{k}: existing {json.dumps(old.get(k))} vs now {json.dumps(meta.get(k))}"
-            for k in COMPARED_FIELDS
+            for k in fields
             if old.get(k) != meta.get(k)
         ]
         if diffs:
@@ -206,6 +222,8 @@ def check_or_write_meta(out: Path, meta: dict) -> None:
                 + "\n  ".join(diffs)
                 + "\nUse a new --out, or repeat the original settings to resume."
             )
+        if meta.get("model_weights") and not old.get("model_weights"):  # an older sidecar learns the weights
+            atomic_write(mp, json.dumps({**old, "model_weights": meta["model_weights"]}, indent=2, ensure_ascii=False) + "\n")
         return
     atomic_write(mp, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
 
@@ -582,6 +600,7 @@ def prepare(args: argparse.Namespace):
     meta = {
         "meta_version": META_VERSION,
         "model": model_identity(args.model),
+        "model_weights": model_weights(args.model),
         "sampling": sampling_dict(args),
         "n": args.n,
         "seed": args.seed,
