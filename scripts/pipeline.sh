@@ -109,14 +109,14 @@ if want train; then
   $PY -m training.finetune --model_path "$M" --cache_dir "$CACHES" \
     --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 105 --max_seq_len 1024 \
     --label_source greedy --draft_vocab "$MAPS" --num_steps 3 --learning_rate 2e-3 --warmup_steps 0.03 \
-    --num_train_epochs "${EPOCHS:-1.5}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
-    --eval_strategy steps --eval_steps "${EVAL_STEPS:-95}" --save_steps "${EVAL_STEPS:-95}" --logging_steps 19 \
+    --num_train_epochs "${EPOCHS:-2}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
+    --eval_strategy steps --eval_steps "${EVAL_STEPS:-160}" --save_steps "${EVAL_STEPS:-160}" --logging_steps 19 \
     --eval_on_start true --output_dir "$R/ft" --export both --resume_from_checkpoint last
   # the vanilla-style baseline: the same, trained for ONE step (K=1), reused for 3 when served
   $PY -m training.finetune --model_path "$M" --cache_dir "$CACHES" \
     --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 105 --max_seq_len 1024 \
     --label_source greedy --draft_vocab "$MAPS" --num_steps 1 --learning_rate 2e-3 --warmup_steps 0.03 \
-    --num_train_epochs "${K1_EPOCHS:-${EPOCHS:-1.5}}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
+    --num_train_epochs "${K1_EPOCHS:-1}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
     --eval_strategy no --save_strategy no --logging_steps 50 --output_dir "$R/ft-k1" --export full
 fi
 # 7. benchmark: every method side by side in one run on held-out benchmark prompts, lossless check, summary
