@@ -20,6 +20,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -388,7 +389,21 @@ def _barrier() -> None:
         torch.distributed.barrier()
 
 
-def build(fa: FinetuneArguments, ta):
+@dataclass
+class Built:
+    """Everything the Trainer needs, built and checked before training starts."""
+
+    model_dir: Path
+    tokenizer: Any
+    module: nn.Module  # what the Trainer optimises: only the head's parameters require grad
+    train: torch.utils.data.Dataset
+    eval: torch.utils.data.Dataset | None
+    collator: Any
+    data_info: dict  # recorded in the exported checkpoint's "fastmtp" record
+    head_src: dict[str, torch.Tensor]  # the starting head tensors (their dtypes are kept on export)
+
+
+def build(fa: FinetuneArguments, ta) -> Built:
     """Everything up to (not including) training: checks, data, models. Raises the named errors."""
     from transformers import AutoTokenizer
 
@@ -438,16 +453,9 @@ def build(fa: FinetuneArguments, ta):
         "max_seq_len": max_len,
         "overlong": fa.overlong,
     }
-    return {
-        "model_dir": model_dir,
-        "tokenizer": tokenizer,
-        "module": module,
-        "train": ChatDataset(train),
-        "eval": ChatDataset(eval_examples) if eval_examples else None,
-        "collator": PadCollator(pad_id),
-        "data_info": data_info,
-        "head_src": head_src,
-    }
+    return Built(model_dir=model_dir, tokenizer=tokenizer, module=module, train=ChatDataset(train),
+                 eval=ChatDataset(eval_examples) if eval_examples else None, collator=PadCollator(pad_id),
+                 data_info=data_info, head_src=head_src)
 
 
 def _split_list(spec: str) -> list[str]:
@@ -536,10 +544,8 @@ def _build_from_cache(fa, ta, model_dir: Path, head_src, tokenizer, max_len: int
         "max_seq_len": max_len,
         "overlong": fa.overlong,
     }
-    return {
-        "model_dir": model_dir, "tokenizer": tokenizer, "module": module, "train": train, "eval": eval_ds,
-        "collator": StatesCollator(pad_id), "data_info": data_info, "head_src": head_src,
-    }
+    return Built(model_dir=model_dir, tokenizer=tokenizer, module=module, train=train, eval=eval_ds,
+                 collator=StatesCollator(pad_id), data_info=data_info, head_src=head_src)
 
 
 def run(fa: FinetuneArguments, ta) -> dict:
@@ -547,15 +553,15 @@ def run(fa: FinetuneArguments, ta) -> dict:
     from transformers.trainer_utils import get_last_checkpoint
 
     b = build(fa, ta)
-    if b["eval"] is None and ta.eval_strategy != "no":
+    if b.eval is None and ta.eval_strategy != "no":
         raise FinetuneConfigError("eval_strategy is set but there is no eval data (eval_file or eval_fraction)")
     trainer = Trainer(
-        model=b["module"],
+        model=b.module,
         args=ta,
-        train_dataset=b["train"],
-        eval_dataset=b["eval"],
-        data_collator=b["collator"],
-        compute_metrics=compute_metrics if b["eval"] is not None else None,
+        train_dataset=b.train,
+        eval_dataset=b.eval,
+        data_collator=b.collator,
+        compute_metrics=compute_metrics if b.eval is not None else None,
     )
     resume = ta.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "last", "latest"):
@@ -564,7 +570,7 @@ def run(fa: FinetuneArguments, ta) -> dict:
             logger.warning("no checkpoint in %s to resume from: starting fresh", ta.output_dir)
     result = trainer.train(resume_from_checkpoint=resume or None)
     metrics = dict(result.metrics)
-    if b["eval"] is not None:
+    if b.eval is not None:
         last = [h for h in trainer.state.log_history if "eval_loss" in h]
         if last and last[-1].get("step") == trainer.state.global_step:  # the final step was just evaluated
             metrics.update({k: v for k, v in last[-1].items() if k.startswith("eval_")})
@@ -577,18 +583,18 @@ def run(fa: FinetuneArguments, ta) -> dict:
         "world_size": ta.world_size,
         "eval_history": [h for h in trainer.state.log_history if "eval_accept_pos1" in h],
     }
-    if isinstance(b["module"], CachedHeadModule):  # CE targets outside the draft vocabulary (this process)
-        outputs["skipped_targets"] = b["module"].skipped_targets
-        outputs["used_targets"] = b["module"].used_targets
+    if isinstance(b.module, CachedHeadModule):  # CE targets outside the draft vocabulary (this process)
+        outputs["skipped_targets"] = b.module.skipped_targets
+        outputs["used_targets"] = b.module.used_targets
     if trainer.is_world_process_zero():
-        head = b["module"].head
-        src_dtypes = {k: v.dtype for k, v in b["head_src"].items()}
+        head = b.module.head
+        src_dtypes = {k: v.dtype for k, v in b.head_src.items()}
         tensors = {k: v.to(src_dtypes[k]) for k, v in head.checkpoint_tensors().items()}
-        record = fastmtp_record(fa, steps, b["data_info"], str(fa.model_path))
+        record = fastmtp_record(fa, steps, b.data_info, str(fa.model_path))
         record["eval"] = {k: v for k, v in metrics.items() if k.startswith("eval_")} or None
         if fa.export in ("full", "both"):
             serve_dir = Path(fa.serve_dir or Path(ta.output_dir) / "final")
-            write_served_checkpoint(b["model_dir"], serve_dir, tensors, record)
+            write_served_checkpoint(b.model_dir, serve_dir, tensors, record)
             outputs["serve_dir"] = str(serve_dir)
             logger.warning("servable checkpoint: %s", serve_dir)
         if fa.export in ("head", "both"):

@@ -212,7 +212,7 @@ def test_finetune_refuses_a_stale_cache_and_a_foreign_draft_vocab(tiny_random_mi
     no_data = [a for a in args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", str(fp32_cache.dir))]
     i = no_data.index("--train_file")
     del no_data[i : i + 2]
-    assert len(build(*parse_args(no_data))["train"]) == 20
+    assert len(build(*parse_args(no_data)).train) == 20
     with pytest.raises(FinetuneConfigError, match="hidden-state convention: cache 'post_norm', this run 'pre_norm'"):
         build(*parse_args(no_data + ["--hidden_state", PRE_NORM]))
     with pytest.raises(FinetuneConfigError, match=r"draft_vocab: .*qwen2-en-16k.*151"):
@@ -231,9 +231,9 @@ def test_several_caches_train_as_one_set_and_mismatched_lists_are_refused(tiny_r
     b = build(*parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", both,
                                    "--train_file", f"{data},{more}", "--label_source", "greedy")))
     old_cache, more_cache = open_cache(tmp_path / "cache"), open_cache(tmp_path / "more-cache")
-    assert len(old_cache) == 20 and len(b["train"]) == 20 + 7
-    assert b["data_info"]["train_assistant_tokens"] == old_cache.assistant_tokens() + more_cache.assistant_tokens()
-    last = b["train"][26]
+    assert len(old_cache) == 20 and len(b.train) == 20 + 7
+    assert b.data_info["train_assistant_tokens"] == old_cache.assistant_tokens() + more_cache.assistant_tokens()
+    last = b.train[26]
     assert torch.equal(last["input_ids"], more_cache[6]["input_ids"])
     with pytest.raises(FinetuneConfigError, match="give one train file per cache"):
         build(*parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", both)))

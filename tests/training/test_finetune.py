@@ -228,7 +228,7 @@ def test_overlong_sequences_truncated_or_dropped_with_counts(tiny_random_mimo, t
     assert (rep.kept, rep.dropped_too_long, rep.truncated) == (6, 4, 0)
     # the model's own limit caps --max_seq_len, and the counts land in the recorded data info
     b = build(*parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--max_seq_len", "128")))
-    assert b["data_info"]["train"]["truncated"] == 4 and b["data_info"]["max_seq_len"] == 128
+    assert b.data_info["train"]["truncated"] == 4 and b.data_info["max_seq_len"] == 128
 
 
 def test_assistant_mask_covers_assistant_turns_only(tiny_random_mimo):
