@@ -189,21 +189,20 @@ def test_refusals_before_generation(stopping_model, tmp_path, capsys):
     # the sidecar is matched on the weights, not the path: a copy elsewhere resumes, other weights do not
     from training.distill import DistillError
 
-    moved = tmp_path / "moved"
-    shutil.copytree(stopping_model, moved)
-    _, _, _, m2 = prepare(build_parser().parse_args([*base[:1], str(moved), *base[2:]]))
+    moved = shutil.copytree(stopping_model, tmp_path / "moved")
+    moved_args = build_parser().parse_args([*base[:1], str(moved), *base[2:]])
+    m2 = prepare(moved_args)[3]
     assert m2["model"] != m["model"] and m2["model_weights"] == m["model_weights"] is not None
     check_or_write_meta(out, m2)  # no refusal
     from safetensors.torch import load_file, save_file
 
-    shard = next(moved.glob("*.safetensors"))
+    shard = next(Path(moved).glob("*.safetensors"))
     w = load_file(str(shard))
     name = next(n for n in w if not n.startswith("model.mtp"))
     w[name] = w[name] + 1
     save_file(w, str(shard))
-    _, _, _, m3 = prepare(build_parser().parse_args([*base[:1], str(moved), *base[2:]]))
     with pytest.raises(DistillError, match="model_weights"):
-        check_or_write_meta(out, m3)
+        check_or_write_meta(out, prepare(moved_args)[3])
 
 
 def test_recover_output_cuts_torn_tail_and_refuses_corruption(tmp_path):
