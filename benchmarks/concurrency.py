@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def prepare(a) -> tuple[list, list[str]]:
-    """Validate everything before an engine starts; returns the jobs and the prompts (first turns)."""
+def prepare(a) -> tuple[list, list[str], dict]:
+    """Validate everything before an engine starts; returns the jobs, the prompts (first turns) and the engine
+    arguments."""
     if not a.levels or any(c < 1 for c in a.levels):
         raise BenchmarkInputError(f"--levels {a.levels}: expected positive integers")
     for name in ("waves", "min_requests", "max_new_tokens"):
@@ -62,8 +63,7 @@ def prepare(a) -> tuple[list, list[str]]:
     # interleave the categories so that every level sees a mix of tasks
     lists = [[q.turns[0] for q in qs] for qs in groups.values()]
     prompts = [lst[i] for i in range(max(map(len, lists))) for lst in lists if i < len(lst)]
-    a.engine_args_obj = engine_args
-    return expand(methods, [a.k]), prompts
+    return expand(methods, [a.k]), prompts, engine_args
 
 
 def level_row(method: str, level: dict, ref: dict | None) -> dict:
@@ -128,13 +128,13 @@ def main(argv=None) -> int:
     return run_command(lambda: run(a, *prepare(a)), *INPUT_ERRORS)
 
 
-def run(a, jobs: list, prompts: list[str]) -> int:
+def run(a, jobs: list, prompts: list[str], engine_args: dict) -> int:
     out = Path(a.out_dir)
     work = out / "engines"
     results, rows, errors = {}, [], {}
     for job in jobs:
         payload = {"model": job.method.model or a.model, "speculative_config": job.speculative_config(),
-                   "engine_args": {"dtype": a.dtype, **a.engine_args_obj, **job.method.engine_args},
+                   "engine_args": {"dtype": a.dtype, **engine_args, **job.method.engine_args},
                    "levels": a.levels, "waves": a.waves, "min_requests": a.min_requests,
                    "max_new_tokens": a.max_new_tokens, "prompts": prompts}
         print(f"[{job.key}] starting", flush=True)
