@@ -79,11 +79,17 @@ for i, lines in sorted(chunks.items()):
 PYS
   for f in "$R"/train-chunk*.jsonl; do
     i="${f##*train-chunk}"; i="${i%.jsonl}"
+    [[ -z "${CHUNKS:-}" || " $CHUNKS " == *" $i "* ]] || continue
     $PY -m training.cache_states --model_path "$M" --data "$f" --out "$R/cache/train-chunk$i" --max_seq_len 1024
   done
   $PY -m training.cache_states --model_path "$M" --data "$R/eval.jsonl" --out "$R/cache/eval" --max_seq_len 1024
 fi
-CACHES="$(ls -d "$R"/cache/train-chunk* 2>/dev/null | sort -V | paste -sd, -)"
+# CHUNKS="2" (space-separated chunk indices) caches and trains on those chunks only; default: every chunk
+if [[ -n "${CHUNKS:-}" ]]; then
+  CACHES="$(for i in $CHUNKS; do echo "$R/cache/train-chunk$i"; done | paste -sd, -)"
+else
+  CACHES="$(ls -d "$R"/cache/train-chunk* 2>/dev/null | sort -V | paste -sd, -)"
+fi
 # 5b. ablations on a fixed slice (same cache, 100 steps each), served acceptance on dev prompts from the held-out
 #     conversations (never the benchmark questions)
 if [[ "$STAGE" == ablations ]]; then
@@ -108,12 +114,13 @@ fi
 if want train; then
   $PY -m training.finetune --model_path "$M" --cache_dir "$CACHES" \
     --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 105 --max_seq_len 1024 \
-    --label_source greedy --draft_vocab "$MAPS" --num_steps 3 --learning_rate 2e-3 --warmup_steps 0.03 \
+    --label_source greedy --draft_vocab "$MAPS" --num_steps 3 --learning_rate "${LR:-2e-3}" --warmup_steps 0.03 \
     --num_train_epochs "${EPOCHS:-2}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
     --eval_strategy steps --eval_steps "${EVAL_STEPS:-160}" --save_steps "${EVAL_STEPS:-160}" --logging_steps 19 \
     --eval_on_start true --output_dir "$R/ft" --export both --resume_from_checkpoint last
-  # the vanilla-style baseline: the same, trained for ONE step (K=1), reused for 3 when served
-  $PY -m training.finetune --model_path "$M" --cache_dir "$CACHES" \
+  # the vanilla-style baseline: the same, trained for ONE step (K=1), reused for 3 when served (K1_EPOCHS=0 keeps
+  # the one already in $R/ft-k1/final, e.g. the shipped one: demo_model --head benchmarks/demo_head/...-k1...)
+  [[ "${K1_EPOCHS:-1}" == 0 ]] || $PY -m training.finetune --model_path "$M" --cache_dir "$CACHES" \
     --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 105 --max_seq_len 1024 \
     --label_source greedy --draft_vocab "$MAPS" --num_steps 1 --learning_rate 2e-3 --warmup_steps 0.03 \
     --num_train_epochs "${K1_EPOCHS:-1}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -21,6 +21,9 @@ class PrunedDraftHead:
     """The shared lm_head restricted per language: draft logits cost |map| rows instead of the full vocabulary.
 
     ``maps[lang] = None`` keeps the full vocabulary for that language. Returned ids are full-vocabulary ids.
+    ``linear(rows)`` prepares ``x -> x @ rows.T`` once per map: the serving engine passes vLLM's own kernel
+    (`integration.linear.draft_linear`, prepacked on CPU; the map's rows are then held only in packed form);
+    the default is ``F.linear`` over the rows.
     """
 
     def __init__(
@@ -29,6 +32,7 @@ class PrunedDraftHead:
         maps: Mapping[str, torch.Tensor | None],
         *,
         vocab_size: int | None = None,
+        linear: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] | None = None,
     ):
         if lm_head_weight.dim() != 2:
             raise ValueError(f"lm_head weight must be [V, H], got shape {tuple(lm_head_weight.shape)}")
@@ -37,19 +41,20 @@ class PrunedDraftHead:
         self.vocab_size = int(vocab_size or lm_head_weight.shape[0])
         if self.vocab_size > lm_head_weight.shape[0]:
             raise ValueError(f"vocab_size {self.vocab_size} exceeds the lm_head's {lm_head_weight.shape[0]} rows")
-        self.weight = lm_head_weight
+        self.dtype = lm_head_weight.dtype
+        linear = linear or _plain_linear
         self.ids: dict[str, torch.Tensor | None] = {}
-        self.sub_weight: dict[str, torch.Tensor] = {}
+        self._score: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
         for lang, ids in maps.items():
             if ids is None:
                 self.ids[lang] = None
-                self.sub_weight[lang] = lm_head_weight[: self.vocab_size]
+                self._score[lang] = linear(lm_head_weight[: self.vocab_size])
                 continue
             ids = torch.as_tensor(ids, dtype=torch.long)
             validate_ids(ids, vocab_size=self.vocab_size, where=f"map {lang!r}")
             ids = ids.to(lm_head_weight.device)
             self.ids[lang] = ids
-            self.sub_weight[lang] = lm_head_weight.index_select(0, ids).contiguous()
+            self._score[lang] = linear(lm_head_weight.index_select(0, ids).contiguous())
 
     def _groups(self, langs: Sequence[str], n: int) -> dict[str, torch.Tensor]:
         if len(langs) != n:
@@ -63,7 +68,7 @@ class PrunedDraftHead:
 
     def sub_logits(self, hidden: torch.Tensor, lang: str) -> torch.Tensor:
         """Logits over the map's ids only, column j <-> token ``ids[lang][j]``."""
-        return hidden.to(self.weight.dtype) @ self.sub_weight[lang].T
+        return self._score[lang](hidden.to(self.dtype))
 
     def argmax(self, hidden: torch.Tensor, langs: Sequence[str]) -> torch.Tensor:
         """Greedy draft tokens (full-vocabulary ids), each row scored only over its language's map."""
@@ -84,6 +89,10 @@ class PrunedDraftHead:
     def describe(self) -> str:
         """``en: 32768 ids, zh: full`` for the start-up log."""
         return ", ".join(f"{lang}: {'full' if ids is None else f'{ids.numel()} ids'}" for lang, ids in self.ids.items())
+
+
+def _plain_linear(rows: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: torch.nn.functional.linear(x, rows)
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,37 @@ def test_rows_whose_best_token_is_outside_their_map_draft_the_best_map_token():
             assert tok in set(maps["en"].tolist()) and tok == int(maps["en"][full[r, maps["en"]].argmax()])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", [40, 300, 4096])  # small GEMMs and large ones take different vLLM CPU kernels
+def test_vllm_kernel_head_drafts_what_the_plain_head_drafts(rows, dtype):
+    """The serving head scores through vLLM's own prepared linear kernel (integration.linear.draft_linear,
+    oneDNN / small-GEMM on CPU); its logits and drafts must be the plain matmul's."""
+    from vllm_fastmtp.integration.linear import draft_linear
+
+    g = torch.Generator().manual_seed(rows)
+    V, H = rows + 7, 64
+    W = torch.randn(V, H, generator=g).to(dtype)
+    maps = {"en": torch.randperm(V, generator=g)[:rows], "full": None}
+    plain, fast = PrunedDraftHead(W, maps), PrunedDraftHead(W, maps, linear=draft_linear)
+    hidden = torch.randn(5, H, generator=g).to(dtype)
+    for lang in maps:
+        want, got = plain.sub_logits(hidden, lang).float(), fast.sub_logits(hidden, lang).float()
+        assert got.shape == want.shape
+        tol = 1e-4 if dtype == torch.float32 else 3e-2
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol * want.abs().max().item())
+    langs = ["en", "full", "en", "en", "full"]
+    want, got = plain.argmax(hidden, langs), fast.argmax(hidden, langs)
+    if dtype == torch.float32:
+        assert got.tolist() == want.tolist()
+    else:  # bf16 accumulation order may swap near-ties; a swapped row must be a near-tie of the plain logits
+        for r, (a, b) in enumerate(zip(got.tolist(), want.tolist())):
+            if a != b:
+                full = (hidden[r:r + 1].float() @ W.float().T)[0]
+                assert abs(full[a] - full[b]) <= 3e-2 * full.abs().max()
+    one = fast.argmax(hidden, ["en"] * 5)  # the one-language fast path agrees with the row-group path
+    assert one[[0, 2, 3]].tolist() == got[[0, 2, 3]].tolist()
+
+
 def test_padded_vocab_and_errors():
     W = torch.randn(320, 8)  # padded rows beyond vocab_size 300
     with pytest.raises(VocabMapError, match=r"map 'en': token id 310 >= vocab_size 300"):

@@ -19,6 +19,7 @@ from vllm_fastmtp import stats
 from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
 from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead
 from vllm_fastmtp.integration.config import fastmtp_options
+from vllm_fastmtp.integration.linear import draft_linear
 from vllm_fastmtp.integration.version import require
 from vllm_fastmtp.options import FastMTPOptions
 
@@ -88,7 +89,8 @@ class FastMTPProposer(EagleProposer):
         self._fastmtp_vocab = self._fastmtp.draft_vocab
         maps, self._fastmtp_detector = self._fastmtp_vocab.load(
             AutoTokenizer.from_pretrained(self._fastmtp.tokenizer), vocab_size)
-        self._fastmtp_head = PrunedDraftHead(self.model.lm_head.weight, maps, vocab_size=vocab_size)
+        self._fastmtp_head = PrunedDraftHead(self.model.lm_head.weight, maps, vocab_size=vocab_size,
+                                             linear=draft_linear)
 
     def propose(self, *args, **kwargs):
         if self._fastmtp is None:
