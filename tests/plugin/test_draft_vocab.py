@@ -232,7 +232,8 @@ def test_vllm_kernel_head_drafts_what_the_plain_head_drafts(rows, dtype):
     V, H = rows + 7, 64
     W = torch.randn(V, H, generator=g).to(dtype)
     maps = {"en": torch.randperm(V, generator=g)[:rows], "full": None}
-    plain, fast = PrunedDraftHead(W, maps), PrunedDraftHead(W, maps, linear=draft_linear)
+    # "vllm" forces vLLM's kernel for fp32 too (the serving default, "auto", keeps F.linear there)
+    plain, fast = PrunedDraftHead(W, maps), PrunedDraftHead(W, maps, linear=lambda w: draft_linear(w, kernel="vllm"))
     hidden = torch.randn(5, H, generator=g).to(dtype)
     for lang in maps:
         want, got = plain.sub_logits(hidden, lang).float(), fast.sub_logits(hidden, lang).float()

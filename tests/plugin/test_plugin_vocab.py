@@ -72,3 +72,24 @@ def test_pruned_map_really_restricts_drafts(tmp_path):
     acc = lambda r: r["metrics"]["4"]["accepted"] / r["metrics"]["4"]["draft_tokens"]  # noqa: E731
     print(f"\nacceptance full vocab {acc(full):.2f}, ASCII-only map {acc(pruned):.2f}")
     assert acc(full) > 0.95 and acc(pruned) < acc(full) - 0.2
+
+
+@pytest.mark.slow
+def test_bf16_maps_draft_through_vllms_kernel_losslessly(tmp_path):
+    """In bf16 the pruned head scores through vLLM's prepacked CPU kernel (integration.linear, "auto"): the
+    counting model's drafts stay right inside the map and the output stays that of no speculation in bf16."""
+    from tests.fixtures.tiny_checkpoint import build_tiny_mimo
+
+    model = build_tiny_mimo(tmp_path / "count", init="counting", head="token", vocab_size=384, hidden_size=384,
+                            num_attention_heads=6, num_key_value_heads=2)
+    prompts = ["abcdefgh", "0123", "QRS"]  # counting 20 tokens from these stays inside ASCII, i.e. the map
+    narrow = _write_map(tmp_path / "ascii.pt", list(range(0, 128)) + SPECIALS)
+    base = {"model": str(model), "prompts": prompts, "max_tokens": 20, "batch_sizes": [1, 3], "dtype": "bfloat16",
+            "env": {"VLLM_FASTMTP_RECORD_DRAFTS": "1"}}
+    ref = run_job({**base, "speculative_config": None}, tmp_path, "none_bf16")
+    got = run_job({**base, "speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3,
+                                                  "draft_vocab": {"maps": {"en": narrow}}}}, tmp_path, "pruned_bf16")
+    assert got["outputs"] == ref["outputs"]
+    assert all(d < 128 or d in SPECIALS for _, drafts in got["drafts"] for d in drafts)
+    m = got["metrics"]["3"]
+    assert m["draft_tokens"] > 0 and m["accepted"] / m["draft_tokens"] > 0.9  # a wrong kernel drafts garbage

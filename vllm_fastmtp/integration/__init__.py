@@ -6,7 +6,7 @@ One job per module:
 * `import_hook`: patch worker modules when a process imports them, not before.
 * `config`: "fastmtp" in `SpeculativeConfig` / `EngineArgs.create_speculative_config`, validated up front.
 * `runner_v1` + `proposer`: the V1 runner drafts with `FastMTPProposer`.
-* `linear`: the pruned draft head's matmul through vLLM's own prepared linear kernel.
+* `linear`: the pruned draft head's matmul (vLLM's prepacked CPU kernel where it is faster).
 * `runner_v2`: Model Runner V2 refuses fastmtp with the reason.
 * `cpu_fixes`: the CPU build's sampling fix and engine workarounds.
 * `cli_shim`: vLLM's CLI on both distributions.

@@ -1,8 +1,9 @@
-"""The pruned draft head's matmul through the kernel vLLM uses for its own linear layers on this platform.
+"""The pruned draft head's matmul: vLLM's own prepared linear kernel where it is the faster one.
 
-On CPU, vLLM prepacks every unquantized linear weight once (oneDNN, or its small-GEMM kernel) and its lm_head
-runs at memory speed; a plain torch matmul over a map's rows ran ~2.5x slower per byte inside the engine
-(benchmarks/results/step_profile/). Elsewhere (CUDA) vLLM's unquantized path is ``F.linear`` itself.
+On CPU, vLLM prepacks every unquantized linear weight once (oneDNN, or its small-GEMM kernel). For a batch-1 pick
+over a map's rows with cold caches (as in a draft step), `benchmarks/pick_kernel.py` measured it 1.1-1.8x faster
+than torch's matmul in bf16 and ~10 % slower in fp32 (results/pick_kernel_h*.md), so fp32 keeps ``F.linear``.
+Elsewhere (CUDA) vLLM's unquantized path is ``F.linear`` itself.
 """
 
 from __future__ import annotations
@@ -23,15 +24,21 @@ class _Rows(torch.nn.Module):
         self.bias = None
 
 
-def draft_linear(weight: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``x -> x @ weight.T`` for a fixed [N, K] weight, prepared once the way vLLM prepares its layers.
+def draft_linear(weight: torch.Tensor, kernel: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x -> x @ weight.T`` for a fixed [N, K] weight, prepared once.
 
-    On CPU the returned closure holds vLLM's packed copy only (the [N, K] tensor itself is not kept when vLLM
-    packed it), so a map costs its rows once in memory.
+    ``kernel``: "auto" (vLLM's CPU kernel for bf16/fp16, ``F.linear`` otherwise), "vllm" (vLLM's CPU kernel
+    whatever the dtype; the benchmark's comparison), or "torch" (``F.linear``).
+
+    On CPU in bf16/fp16 the returned closure holds vLLM's packed copy only (the [N, K] tensor itself is not kept
+    when vLLM packed it), so a map costs its rows once in memory.
     """
     from vllm.platforms import current_platform
 
-    if not current_platform.is_cpu():
+    if kernel not in ("auto", "vllm", "torch"):
+        raise ValueError(f"kernel must be 'auto', 'vllm' or 'torch', got {kernel!r}")
+    plain = kernel == "torch" or (kernel == "auto" and weight.dtype == torch.float32)
+    if plain or not current_platform.is_cpu():
         return lambda x: torch.nn.functional.linear(x, weight)
     from vllm.model_executor.layers import utils as layer_utils
 
