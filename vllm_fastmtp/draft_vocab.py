@@ -21,8 +21,8 @@ class PrunedDraftHead:
     """The shared lm_head restricted per language: draft logits cost |map| rows instead of the full vocabulary.
 
     ``maps[lang] = None`` keeps the full vocabulary for that language. Returned ids are full-vocabulary ids.
-    ``linear(rows)`` prepares ``x -> x @ rows.T`` once per map: the serving engine passes vLLM's own kernel
-    (`integration.linear.draft_linear`, prepacked on CPU; the map's rows are then held only in packed form);
+    ``linear(rows)`` prepares ``x -> x @ rows.T`` once per map: the serving engine passes
+    `integration.linear.draft_linear` (vLLM's prepacked CPU kernel for bf16/fp16 maps, ``F.linear`` otherwise);
     the default is ``F.linear`` over the rows.
     """
 
