@@ -253,6 +253,35 @@ def test_vllm_kernel_head_drafts_what_the_plain_head_drafts(rows, dtype):
     assert one[[0, 2, 3]].tolist() == got[[0, 2, 3]].tolist()
 
 
+def test_full_vocabulary_language_is_never_prepared_as_a_copy():
+    """A null map scores through ``full`` (serving: the model's compute_logits over vLLM's already-prepared lm_head)
+    and never asks ``linear`` to prepare the whole lm_head again (a second ~1.2 GB copy in bf16 on MiMo-7B)."""
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(330, 16, generator=g)  # rows beyond vocab_size 300 are padding
+    prepared, called = [], []
+
+    def linear(rows):
+        prepared.append(rows.shape[0])
+        return lambda x: x @ rows.T
+
+    def full(x):
+        called.append(x.shape[0])
+        return x @ W.T  # padded like vLLM's logits may be
+
+    en = torch.randperm(300, generator=g)[:50]
+    head = PrunedDraftHead(W, {"en": en, "zh": None}, vocab_size=300, linear=linear, full=full)
+    assert prepared == [50]  # the map's rows only
+    hidden = torch.randn(4, 16, generator=g)
+    W[300:] = 1e4  # a padded row must not win through ``full``
+    got = head.argmax(hidden, ["zh", "en", "zh", "zh"])
+    assert called == [3]
+    ref = hidden @ W[:300].T
+    assert got[[0, 2, 3]].tolist() == ref[[0, 2, 3]].argmax(-1).tolist()
+    assert got[1].item() == en[ref[1, en].argmax()].item()
+    plain = PrunedDraftHead(W, {"zh": None}, vocab_size=300, linear=linear)  # no ``full``: a matmul over a view
+    assert prepared == [50] and plain.argmax(hidden, ["zh"] * 4).tolist() == ref.argmax(-1).tolist()
+
+
 def test_padded_vocab_and_errors():
     W = torch.randn(320, 8)  # padded rows beyond vocab_size 300
     with pytest.raises(VocabMapError, match=r"map 'en': token id 310 >= vocab_size 300"):

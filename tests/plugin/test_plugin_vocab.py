@@ -77,7 +77,8 @@ def test_pruned_map_really_restricts_drafts(tmp_path):
 @pytest.mark.slow
 def test_bf16_maps_draft_through_vllms_kernel_losslessly(tmp_path):
     """In bf16 the pruned head scores through vLLM's prepacked CPU kernel (integration.linear, "auto"): the
-    counting model's drafts stay right inside the map and the output stays that of no speculation in bf16."""
+    counting model's drafts stay right inside the map and the output stays that of no speculation in bf16; a
+    null map scores through the model's compute_logits, just as right."""
     from tests.fixtures.tiny_checkpoint import build_tiny_mimo
 
     model = build_tiny_mimo(tmp_path / "count", init="counting", head="token", vocab_size=384, hidden_size=384,
@@ -93,3 +94,9 @@ def test_bf16_maps_draft_through_vllms_kernel_losslessly(tmp_path):
     assert all(d < 128 or d in SPECIALS for _, drafts in got["drafts"] for d in drafts)
     m = got["metrics"]["3"]
     assert m["draft_tokens"] > 0 and m["accepted"] / m["draft_tokens"] > 0.9  # a wrong kernel drafts garbage
+    # a null map (full vocabulary) drafts through the model's own compute_logits, not a prepacked lm_head copy
+    full = run_job({**base, "speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3,
+                                                   "draft_vocab": {"maps": {"en": None}}}}, tmp_path, "null_map_bf16")
+    assert full["outputs"] == ref["outputs"]
+    m = full["metrics"]["3"]
+    assert m["draft_tokens"] > 0 and m["accepted"] / m["draft_tokens"] > 0.9

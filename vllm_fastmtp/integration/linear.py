@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from vllm_fastmtp.draft_vocab import plain_linear
 from vllm_fastmtp.integration.version import require, require_params
 
 
@@ -39,7 +40,7 @@ def draft_linear(weight: torch.Tensor, kernel: str = "auto") -> Callable[[torch.
         raise ValueError(f"kernel must be 'auto', 'vllm' or 'torch', got {kernel!r}")
     plain = kernel == "torch" or (kernel == "auto" and weight.dtype == torch.float32)
     if plain or not current_platform.is_cpu():
-        return lambda x: torch.nn.functional.linear(x, weight)
+        return plain_linear(weight)
     from vllm.model_executor.layers import utils as layer_utils
 
     dispatch = require(layer_utils, "dispatch_cpu_unquantized_gemm", "vllm.model_executor.layers.utils")

@@ -90,7 +90,7 @@ class FastMTPProposer(EagleProposer):
         maps, self._fastmtp_detector = self._fastmtp_vocab.load(
             AutoTokenizer.from_pretrained(self._fastmtp.tokenizer), vocab_size)
         self._fastmtp_head = PrunedDraftHead(self.model.lm_head.weight, maps, vocab_size=vocab_size,
-                                             linear=draft_linear)
+                                             linear=draft_linear, full=self.model.compute_logits)
 
     def propose(self, *args, **kwargs):
         if self._fastmtp is None:
