@@ -20,10 +20,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-ARMS: dict[str, dict[str, str | None]] = {  # flag overrides of the base recipe; None removes the flag
-    "base: greedy labels, draft-vocab CE, paper form, lr 2e-3": {},
+# flag overrides of the base recipe (None removes the flag); "lr_scale" multiplies the base --learning-rate
+ARMS: dict[str, dict[str, str | None]] = {
+    "base: greedy labels, draft-vocab CE, paper form": {},
     "data labels": {"label_source": "data"},
-    "lr 5e-4": {"learning_rate": "5e-4"},
+    "lr / 4": {"lr_scale": "0.25"},
     "KL 0.5 to top-20": {"distill_weight": "0.5"},
     "serving attention form": {"train_form": "serving"},
     "full-vocabulary CE": {"draft_vocab": None},
@@ -34,11 +35,13 @@ def _arm_args(a, name: str, overrides: dict[str, str | None]) -> list[str]:
     flags = {
         "model_path": a.model, "train_file": a.train_file, "cache_dir": a.cache, "eval_file": a.eval_file,
         "eval_cache_dir": a.eval_cache, "max_eval_examples": str(a.eval_examples), "max_seq_len": "1024",
-        "label_source": "greedy", "draft_vocab": a.maps, "num_steps": "3", "learning_rate": "2e-3",
+        "label_source": "greedy", "draft_vocab": a.maps, "num_steps": "3", "learning_rate": str(a.learning_rate),
         "warmup_steps": "0.05", "max_steps": str(a.steps), "per_device_train_batch_size": str(a.batch),
         "eval_strategy": "no", "save_strategy": "no", "logging_steps": "50", "disable_tqdm": "true", "seed": "0",
         "output_dir": str(Path(a.work) / _slug(name)), "export": "full",
     }
+    overrides = dict(overrides)
+    flags["learning_rate"] = str(a.learning_rate * float(overrides.pop("lr_scale", 1.0)))
     flags.update(overrides)
     return [x for k, v in flags.items() if v is not None for x in (f"--{k}", v)]
 
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--maps", required=True, help="comma-separated en,zh maps (training vocabulary and serving)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--learning-rate", type=float, default=2e-3,
+                   help="the base recipe's peak lr (lower it when the model already carries a trained head)")
     p.add_argument("--arms", nargs="*", default=None, help="subset of arm names (default: all)")
     p.add_argument("--dev-questions", default=None, help="Spec-Bench file of dev prompts for served acceptance")
     p.add_argument("--dev-max-new-tokens", type=int, default=96)
@@ -71,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     arms = {k: v for k, v in ARMS.items() if a.arms is None or _slug(k) in a.arms or k in a.arms}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"steps": a.steps, "batch": a.batch, "maps": a.maps, "train_file": a.train_file,
-               "eval_file": a.eval_file, "arms": {}}
+    results = {"steps": a.steps, "batch": a.batch, "learning_rate": a.learning_rate, "maps": a.maps,
+               "train_file": a.train_file, "eval_file": a.eval_file, "arms": {}}
     if a.served_only:
         results = json.loads((out / "results.json").read_text())
         arms = {}
@@ -105,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             r["served"] = ({"tau": st["tau"], "per_position": st["per_position_acceptance"], "drafts": st["drafts"],
                             "tok_per_s": st["tok_per_s"]} if st else None)
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [f"# Head-training ablations ({a.steps} steps x batch {a.batch}, same cached slice; offline = held-out "
-             "conversations, served = vLLM on dev prompts)", "",
+    lr = results.get("learning_rate", a.learning_rate)
+    lines = [f"# Head-training ablations ({results['steps']} steps x batch {results['batch']}, base lr {lr:g}, same "
+             "cached slice; offline = held-out conversations, served = vLLM on dev prompts)", "",
              "| arm | offline pos 1 / 2 / 3 | served pos 1 / 2 / 3 | served τ | eval loss |", "| --- | --- | --- | --- | --- |"]
     for name, r in results["arms"].items():
         off = " / ".join(f"{100 * (r['offline'][k] or 0):.1f}" for k in (1, 2, 3))

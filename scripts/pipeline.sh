@@ -90,7 +90,7 @@ if [[ -n "${CHUNKS:-}" ]]; then
 else
   CACHES="$(ls -d "$R"/cache/train-chunk* 2>/dev/null | sort -V | paste -sd, -)"
 fi
-# 5b. ablations on a fixed slice (same cache, 100 steps each), served acceptance on dev prompts from the held-out
+# 5b. ablations on a fixed slice (same cache, same steps each), served acceptance on dev prompts from the held-out
 #     conversations (never the benchmark questions)
 if [[ "$STAGE" == ablations ]]; then
   $PY - "$R" <<'PYS'
@@ -106,9 +106,12 @@ with open(f"{r}/dev.jsonl", "w") as f:
     for cat in ("general", "math", "code", "chinese"):
         f.writelines(json.dumps(q, ensure_ascii=False) + "\n" for q in by[cat][:3])
 PYS
-  $PY -m benchmarks.ablations --model "$M" --train-file "$R/train-chunk0.jsonl" --cache "$R/cache/train-chunk0" \
-    --eval-file "$R/eval.jsonl" --eval-cache "$R/cache/eval" --eval-examples 105 --maps "$MAPS" --steps 100 \
-    --dev-questions "$R/dev.jsonl" --out benchmarks/results/ablations
+  # ABL_CHUNK / ABL_STEPS / LR / ARMS (arm slugs) / ABL_OUT pick the slice, budget, base lr, arms and results dir
+  A="${ABL_CHUNK:-0}"
+  $PY -m benchmarks.ablations --model "$M" --train-file "$R/train-chunk$A.jsonl" --cache "$R/cache/train-chunk$A" \
+    --eval-file "$R/eval.jsonl" --eval-cache "$R/cache/eval" --eval-examples 105 --maps "$MAPS" \
+    --steps "${ABL_STEPS:-100}" --learning-rate "${LR:-2e-3}" ${ARMS:+--arms $ARMS} \
+    --dev-questions "$R/dev.jsonl" --out "${ABL_OUT:-benchmarks/results/ablations}"
 fi
 # 6. the FastMTP head from the cache: K=3, beta 0.6, greedy labels, CE over the draft vocabulary, bf16 autocast
 if want train; then
