@@ -114,10 +114,12 @@ PYS
     --dev-questions "$R/dev.jsonl" --out "${ABL_OUT:-benchmarks/results/ablations}"
 fi
 # 6. the FastMTP head from the cache: K=3, beta 0.6, greedy labels, CE over the draft vocabulary, bf16 autocast
+#    (LR, EPOCHS, EVAL_STEPS, TRAIN_FORM=paper|serving: how steps 2..K attend, training.finetune --train_form)
 if want train; then
   $PY -m training.finetune --model_path "$M" --cache_dir "$CACHES" \
     --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 105 --max_seq_len 1024 \
     --label_source greedy --draft_vocab "$MAPS" --num_steps 3 --learning_rate "${LR:-2e-3}" --warmup_steps 0.03 \
+    --train_form "${TRAIN_FORM:-paper}" \
     --num_train_epochs "${EPOCHS:-2}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
     --eval_strategy steps --eval_steps "${EVAL_STEPS:-160}" --save_steps "${EVAL_STEPS:-160}" --logging_steps 19 \
     --eval_on_start true --output_dir "$R/ft" --export both --resume_from_checkpoint last
