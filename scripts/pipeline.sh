@@ -4,7 +4,7 @@
 #   -> curate + split -> vocabulary maps -> cached main-model states -> FastMTP head (fast path)
 #   -> side-by-side benchmark (none / ngram / vanilla-style / fastmtp) -> benchmarks/results/summary.json
 # Every stage skips or resumes what is done, so it can run in chunks across sessions. Stages: all (default) or one
-# of: prompts distill curate maps cache train bench (and ablations, run only when named). Usage: bash scripts/pipeline.sh [STAGE] [RUN_DIR]
+# of: prompts distill curate maps cache train bench (and ablations, compiled: run only when named). Usage: bash scripts/pipeline.sh [STAGE] [RUN_DIR]
 # Times on 2 CPU cores: distill ~300 generated tok/s (bf16), cache ~2k tok/s, training ~2k target tok/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -144,4 +144,17 @@ if want bench; then
     --method "fastmtp={\"speculative_config\": {\"method\": \"fastmtp\", \"num_speculative_tokens\": 3, \"draft_vocab\": {\"maps\": {\"en\": \"$EN\", \"zh\": \"$ZH\"}}}}" \
     --k 3 --headline-k 3 --training-prompts "$D/prompts/mixed.jsonl" --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
+fi
+# 7b. issue #11: vLLM's compiled CPU mode (enforce_eager false: torch.compile/inductor, ~90 s engine start) beside
+#     eager, one run, same prompts; the lossless check compares every method with eager none
+if [[ "$STAGE" == compiled ]]; then
+  EN="${MAPS%%,*}"; ZH="${MAPS##*,}"
+  FM="{\"method\": \"fastmtp\", \"num_speculative_tokens\": 3, \"draft_vocab\": {\"maps\": {\"en\": \"$EN\", \"zh\": \"$ZH\"}}}"
+  NG='{"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1, "num_speculative_tokens": 3}'
+  C='"engine_args": {"enforce_eager": false}'
+  $PY -m benchmarks.run --model "$M" --dtype float32 --group-by file --per-category 5 --max-new-tokens 128 \
+    --method none --method "none-compiled={$C}" --method "ngram-compiled={\"speculative_config\": $NG, $C}" \
+    --method "fastmtp={\"speculative_config\": $FM}" --method "fastmtp-compiled={\"speculative_config\": $FM, $C}" \
+    --k 3 --headline-k 3 --training-prompts "$D/prompts/mixed.jsonl" --out-dir "${OUT:-benchmarks/results/compiled_cpu}" --overwrite
+  $PY -m benchmarks.step_costs "${OUT:-benchmarks/results/compiled_cpu}/results.json"
 fi
