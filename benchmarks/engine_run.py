@@ -71,7 +71,7 @@ def run_job(job: dict) -> dict:
                            **delta(snapshot(llm), before), "outputs": outputs}
     import vllm
 
-    return {"engine_start_s": start_s, "enforce_eager": eager, "vllm_version": vllm.__version__,
+    return {"engine_start_s": start_s, "enforce_eager": kwargs["enforce_eager"], "vllm_version": vllm.__version__,
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
             "categories": categories}
 

@@ -199,6 +199,7 @@ def test_side_by_side_run_none_and_mtp(tmp_path, tiny_counting_mimo):
     assert res["lossless_mismatches"] == [] and res["errors"] == {}
     parts = {j["key"]: j["result"]["categories"] for j in res["jobs"]}
     assert set(parts) == {"none", "mtp@K=2"}
+    assert {j["result"]["enforce_eager"] for j in res["jobs"]} == {True}  # what each engine ran with (auto: CPU eager)
     assert parts["none"]["first"]["requests"] == 2 and parts["none"]["second"]["requests"] == 1
     assert parts["none"]["first"]["output_tokens"] == 24
     assert parts["none"]["first"]["drafts"] == 0
