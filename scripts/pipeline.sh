@@ -132,25 +132,25 @@ if want train; then
     --eval_strategy no --save_strategy no --logging_steps 50 --output_dir "$R/ft-k1" --export full
 fi
 # 7. benchmark: every method side by side in one run on held-out benchmark prompts, lossless check, summary
+# the speculative configs both benchmark stages compare: vLLM's ngram (K=3, lookup 1..3), fastmtp K=3 with the maps
+EN="${MAPS%%,*}"; ZH="${MAPS##*,}"
+NG='{"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1, "num_speculative_tokens": 3}'
+FM="{\"method\": \"fastmtp\", \"num_speculative_tokens\": 3, \"draft_vocab\": {\"maps\": {\"en\": \"$EN\", \"zh\": \"$ZH\"}}}"
 if want bench; then
   OUT="${OUT:-benchmarks/results/pipeline}"
   SUMMARY="${SUMMARY:-benchmarks/results/summary.json}"
-  EN="${MAPS%%,*}"; ZH="${MAPS##*,}"
   $PY -m benchmarks.run --model "$R/ft/final" --dtype float32 --group-by file --per-category 5 --max-new-tokens 128 \
     --method none \
-    --method 'ngram={"speculative_config": {"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1, "num_speculative_tokens": 3}}' \
-    --method "vanilla-style={\"model\": \"$R/ft-k1/final\", \"speculative_config\": {\"method\": \"fastmtp\", \"num_speculative_tokens\": 3, \"draft_vocab\": {\"maps\": {\"en\": \"$EN\", \"zh\": \"$ZH\"}}}}" \
+    --method "ngram={\"speculative_config\": $NG}" \
+    --method "vanilla-style={\"model\": \"$R/ft-k1/final\", \"speculative_config\": $FM}" \
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
-    --method "fastmtp={\"speculative_config\": {\"method\": \"fastmtp\", \"num_speculative_tokens\": 3, \"draft_vocab\": {\"maps\": {\"en\": \"$EN\", \"zh\": \"$ZH\"}}}}" \
+    --method "fastmtp={\"speculative_config\": $FM}" \
     --k 3 --headline-k 3 --training-prompts "$D/prompts/mixed.jsonl" --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
 fi
 # 7b. issue #11: vLLM's compiled CPU mode (enforce_eager false: torch.compile/inductor, ~90 s engine start) beside
 #     eager, one run, same prompts; the lossless check compares every method with eager none
 if [[ "$STAGE" == compiled ]]; then
-  EN="${MAPS%%,*}"; ZH="${MAPS##*,}"
-  FM="{\"method\": \"fastmtp\", \"num_speculative_tokens\": 3, \"draft_vocab\": {\"maps\": {\"en\": \"$EN\", \"zh\": \"$ZH\"}}}"
-  NG='{"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1, "num_speculative_tokens": 3}'
   C='"engine_args": {"enforce_eager": false}'
   $PY -m benchmarks.run --model "$M" --dtype float32 --group-by file --per-category 5 --max-new-tokens 128 \
     --method none --method "none-compiled={$C}" --method "ngram-compiled={\"speculative_config\": $NG, $C}" \
