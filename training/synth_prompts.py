@@ -12,6 +12,8 @@ their text (``benchmarks.questions`` checks the overlap before a benchmark runs)
                own pure-Python functions and public methods (HumanEval's framing), plus short "write a
                function that" tasks
 * ``chinese``  Chinese instruction templates over a Chinese topic list
+* ``tasks``, ``doctest``  a broader second set (``training.synth_tasks``): MT-Bench-shaped two-turn tasks and
+               HumanEval-shaped doctest completions; off by default (``--mixed-name`` keeps the sets apart)
 
 Also writes ``mixed.jsonl``: all four interleaved in proportion, so ``training.distill --limit N`` (or stopping a
 run early; distill resumes) keeps the category mix of the whole set. Deterministic for a given ``--seed``. Online users should prefer real prompt sets (``hf:`` inputs of distill).
@@ -26,6 +28,7 @@ import random
 import sysconfig
 from pathlib import Path
 
+from training import synth_tasks
 from training.files import atomic_write
 
 TOPICS = """photosynthesis|the water cycle|black holes|volcanoes|plate tectonics|the immune system|vaccines|climate change
@@ -296,7 +299,16 @@ def _code(rng: random.Random, n: int) -> list[str]:
     return sorted(set(funcs + tasks))
 
 
-BUILDERS = {"general": _general, "math": _math, "code": _code, "chinese": _chinese}
+def _tasks(rng: random.Random, n: int) -> list[list[str]]:
+    return synth_tasks.mt_tasks(rng, n, TOPICS)
+
+
+def _doctest(rng: random.Random, n: int) -> list[str]:
+    return [CODE_HEADER.format(src=s) for s in synth_tasks.doctest_functions(rng, n)]
+
+
+BUILDERS = {"general": _general, "math": _math, "code": _code, "chinese": _chinese, "tasks": _tasks, "doctest": _doctest}
+DEFAULT_COUNTS = {"general": 800, "math": 300, "code": 300, "chinese": 300, "tasks": 0, "doctest": 0}
 
 
 def _write_jsonl(path: Path, lines: list[str]) -> None:
@@ -314,36 +326,47 @@ def interleave(per_cat: dict[str, list[str]]) -> list[str]:
     return out
 
 
-def write(out_dir: Path, counts: dict[str, int], seed: int) -> dict[str, int]:
+def write(out_dir: Path, counts: dict[str, int], seed: int, mixed_name: str = "mixed.jsonl") -> dict[str, int]:
+    """One file per category asked for (a count of 0 writes none, so a second set leaves the first one's files),
+    plus ``mixed_name`` interleaving them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     per_cat = {}
     for cat, n in counts.items():
+        if n == 0:
+            continue
         prompts = BUILDERS[cat](random.Random(f"{seed}:{cat}"), n)
         random.Random(f"{seed}:{cat}:order").shuffle(prompts)
-        turns = (
-            _with_follow_ups(random.Random(f"{seed}:{cat}:turns"), prompts) if cat == "general" else [[p] for p in prompts]
-        )
+        if cat == "general":
+            turns = _with_follow_ups(random.Random(f"{seed}:{cat}:turns"), prompts)
+        else:  # tasks come with their second turn already
+            turns = [p if isinstance(p, list) else [p] for p in prompts]
         per_cat[cat] = [
             json.dumps({"question_id": f"synth-{cat}-{i}", "category": cat, "turns": t}, ensure_ascii=False) + "\n"
             for i, t in enumerate(turns)
         ]
         _write_jsonl(out_dir / f"{cat}.jsonl", per_cat[cat])
-    _write_jsonl(out_dir / "mixed.jsonl", interleave({c: v for c, v in per_cat.items() if v}))
+    _write_jsonl(out_dir / mixed_name, interleave({c: v for c, v in per_cat.items() if v}))
     return {c: len(v) for c, v in per_cat.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir", type=Path)
-    for cat, default in (("general", 800), ("math", 300), ("code", 300), ("chinese", 300)):
+    for cat, default in DEFAULT_COUNTS.items():
         p.add_argument(f"--{cat}", type=int, default=default, help=f"number of {cat} prompts (default {default})")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mixed-name", default="mixed.jsonl", help="name of the interleaved file (a second prompt set "
+                   "needs its own: distill ids carry the file name and line)")
     a = p.parse_args(argv)
     counts = {c: getattr(a, c) for c in BUILDERS}
     bad = [c for c, n in counts.items() if n < 0]
     if bad:
         p.error(f"counts must be >= 0: {', '.join(bad)}")
-    for cat, n in write(a.out_dir, counts, a.seed).items():
+    if not any(counts.values()):
+        p.error("every count is 0: nothing to write")
+    if Path(a.mixed_name).name != a.mixed_name or not a.mixed_name.endswith(".jsonl") or a.mixed_name[:-6] in BUILDERS:
+        p.error(f"--mixed-name {a.mixed_name!r}: expected a plain file name ending in .jsonl, not a category's")
+    for cat, n in write(a.out_dir, counts, a.seed, a.mixed_name).items():
         print(f"{a.out_dir / (cat + '.jsonl')}: {n} prompts" + ("" if n == counts[cat] else f" (asked {counts[cat]}; fewer distinct exist)"))
     return 0
 

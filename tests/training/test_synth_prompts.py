@@ -47,3 +47,50 @@ def test_negative_count_is_refused(tmp_path, capsys):
         main([str(tmp_path), "--math", "-1"])
     assert "counts must be >= 0: math" in capsys.readouterr().err
     assert not tmp_path.joinpath("math.jsonl").exists()
+
+
+def test_second_set_tasks_and_doctests_leave_the_first_set_alone(tmp_path, monkeypatch):
+    import json
+
+    from training import synth_tasks
+
+    # a source tree of our own, so the test does not parse all of site-packages (what the real run harvests)
+    src = tmp_path / "src" / "pkg"
+    src.mkdir(parents=True)
+    src.joinpath("mod.py").write_text(
+        "def add(a, b):\n    '''Add two numbers, which is what this module is for.\n\n    >>> add(1, 2)\n    3\n    '''\n"
+        "    return a + b\n\n"
+        "class K:\n    def method(self, x):\n        '''A method with an example, which HumanEval never has.\n\n"
+        "        >>> K().method(1)\n        1\n        '''\n\n"
+        "def nodoc(x):\n    '''Long enough docstring but no example at all, so it is not a doctest prompt.'''\n"
+    )
+    monkeypatch.setattr(synth_tasks.sysconfig, "get_paths", lambda: {"stdlib": str(tmp_path / "src"), "purelib": str(tmp_path / "src")})
+    out = tmp_path / "p"
+    assert main([str(out), "--general", "5", "--math", "0", "--code", "0", "--chinese", "0"]) == 0
+    first = (out / "general.jsonl").read_bytes()
+    args = ["--general", "0", "--math", "0", "--code", "0", "--chinese", "0", "--tasks", "40", "--doctest", "5"]
+    assert main([str(out), *args, "--mixed-name", "broad.jsonl"]) == 0
+    assert (out / "general.jsonl").read_bytes() == first and (out / "mixed.jsonl").exists()  # first set untouched
+    tasks = [json.loads(line) for line in open(out / "tasks.jsonl")]
+    assert len(tasks) == 40 and all(len(t["turns"]) == 2 for t in tasks)  # MT-Bench's two turns, every one
+    assert len({t["turns"][0] for t in tasks}) == 40
+    doctests = [json.loads(line)["turns"][0] for line in open(out / "doctest.jsonl")]
+    assert len(doctests) == 1  # only the plain function with a >>> example; not the method, not the bare docstring
+    code = re.search(r"```python\n(.*)\n```", doctests[0], re.S).group(1)
+    assert ast.parse(code) and "    >>> add(1, 2)\n    3\n" in code  # indented as in a source file
+    broad = read_prompts(parse_input_spec(str(out / "broad.jsonl")))
+    assert len(broad) == 41 and {c.category for c in broad} == {"tasks", "doctest"}
+    check_no_overlap([out / "tasks.jsonl", out / "doctest.jsonl"], bundled_paths())
+
+
+def test_every_count_zero_or_a_category_name_as_mixed_name_is_refused(tmp_path, capsys):
+    import pytest
+
+    zero = ["--general", "0", "--math", "0", "--code", "0", "--chinese", "0"]
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), *zero])
+    assert "every count is 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--mixed-name", "math.jsonl"])
+    assert "--mixed-name 'math.jsonl'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
