@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--training-prompts", nargs="+", default=None,
                    help="fail before running if any benchmark prompt appears in these training files")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per engine process")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every engine this many times, interleaved (A B C A B C ...), each a fresh process: the "
+                        "per-round ratios show how much the machine drifted; the tables pool the rounds")
     return p
 
 
@@ -102,6 +105,8 @@ def prepare(args) -> tuple[list[Job], dict, dict]:
     """Validate every input before any engine starts."""
     if args.max_new_tokens < 1:
         raise BenchmarkInputError(f"--max-new-tokens is {args.max_new_tokens}; expected >= 1")
+    if args.rounds < 1:
+        raise BenchmarkInputError(f"--rounds is {args.rounds}; expected >= 1")
     if args.per_category is not None and args.per_category < 1:
         raise BenchmarkInputError(f"--per-category is {args.per_category}; expected >= 1")
     engine_args, methods, qfiles, groups = check_inputs(args, ["none", "mtp"], args.group_by)
@@ -161,10 +166,73 @@ def run_engine(payload: dict, key: str, work: Path, timeout: float, module: str 
     return res
 
 
-def write_outputs(args, jobs_out: list[dict], groups, common) -> tuple[list[dict], list[dict]]:
+POOLED = ("wall_s", "output_tokens", "drafts", "accepted", "requests")
+
+
+def pool_rounds(results: list[dict]) -> dict:
+    """One result from an engine's rounds: counters and times summed (tok/s = all tokens / all time), the first
+    round's outputs (greedy: every round's must be the same, checked by ``round_mismatches``)."""
+    first = results[0]
+    cats = {}
+    for c, part in first["categories"].items():
+        parts = [r["categories"][c] for r in results]
+        width = max(len(p["accepted_per_pos"]) for p in parts)
+        cats[c] = {**part, **{f: sum(p[f] for p in parts) for f in POOLED},
+                   "accepted_per_pos": [sum(p["accepted_per_pos"][i] for p in parts if i < len(p["accepted_per_pos"]))
+                                        for i in range(width)],
+                   "request_wall_s": [w for p in parts for w in p["request_wall_s"]]}
+    return {**first, "categories": cats, "rounds": len(results),
+            "engine_start_s": sum(r["engine_start_s"] for r in results) / len(results)}
+
+
+def round_mismatches(key: str, results: list[dict]) -> list[dict]:
+    """Outputs of a later round that differ from the first round's (nondeterminism would void the lossless check)."""
+    out = []
+    for n, r in enumerate(results[1:], start=2):
+        for c, part in r["categories"].items():
+            for qid, turns in part["outputs"].items():
+                if turns != results[0]["categories"][c]["outputs"][qid]:
+                    out.append({"job": key, "round": n, "category": c, "question_id": qid,
+                                "differs_from": "round 1 of the same engine"})
+    return out
+
+
+def round_spread(per_round: dict[str, list[dict]]) -> list[dict]:
+    """Per round: each engine's tok/s and its ratio to no speculation measured in the same round."""
+    rows = []
+    base = per_round.get(BASELINE, [])
+    for key, results in per_round.items():
+        for n, res in enumerate(results, start=1):
+            if res is None:
+                continue
+            s = report.stats_of(list(res["categories"].values()), key != BASELINE)
+            b = base[n - 1] if n - 1 < len(base) else None
+            ref = report.stats_of(list(b["categories"].values()), False).tok_per_s if b else None
+            rows.append({"key": key, "round": n, "tok_per_s": s.tok_per_s, "tau": s.tau,
+                         "speedup_vs_none": (s.tok_per_s / ref) if ref else None})
+    return rows
+
+
+def spread_markdown(rows: list[dict]) -> str:
+    keys = list(dict.fromkeys(r["key"] for r in rows))
+    n = max(r["round"] for r in rows)
+    by = {(r["key"], r["round"]): r for r in rows}
+    cell = lambda r: "–" if r is None else f"{r['tok_per_s']:.1f}" + ("" if r["speedup_vs_none"] is None else f" ({r['speedup_vs_none']:.2f}×)")
+    md = ["", f"Rounds (engines interleaved, a fresh process each): tok/s (× none in the same round)", "",
+          "| Method | " + " | ".join(f"round {i}" for i in range(1, n + 1)) + " | ×none min–max |",
+          "|---|" + "---|" * (n + 1)]
+    for k in keys:
+        ratios = [by[(k, i)]["speedup_vs_none"] for i in range(1, n + 1) if (k, i) in by and by[(k, i)]["speedup_vs_none"]]
+        span = f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "–"
+        md.append(f"| {k} | " + " | ".join(cell(by.get((k, i))) for i in range(1, n + 1)) + f" | {span} |")
+    return "\n".join(md) + "\n"
+
+
+def write_outputs(args, jobs_out: list[dict], groups, common, spread: list[dict] | None = None,
+                  extra_mismatches: list[dict] | None = None) -> tuple[list[dict], list[dict]]:
     cats = list(groups)
     rows = report.table_rows(jobs_out, cats)
-    mism = report.lossless_mismatches(jobs_out)
+    mism = report.lossless_mismatches(jobs_out) + (extra_mismatches or [])
     first_ok = next((j["result"] for j in jobs_out if not j.get("error")), {})
     meta = {
         "model": args.model,
@@ -175,6 +243,7 @@ def write_outputs(args, jobs_out: list[dict], groups, common) -> tuple[list[dict
         "questions_per_category": {c: len(q) for c, q in groups.items()},
         "question_files": common["question_files"],
         "headline_k": common["headline_k"],
+        "rounds": args.rounds,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = Path(args.out_dir)
@@ -184,10 +253,11 @@ def write_outputs(args, jobs_out: list[dict], groups, common) -> tuple[list[dict
                   "stats": {c: vars(s) for c, s in r["stats"].items()}} for r in rows],
         "lossless_mismatches": mism,
         "errors": {j["key"]: j["error"] for j in jobs_out if j.get("error")},
+        **({"round_spread": spread} if spread else {}),
         "jobs": jobs_out,
     }
     atomic_write(out / "results.json", json.dumps(results, indent=1))
-    md = report.markdown(rows, cats, meta)
+    md = report.markdown(rows, cats, meta) + (spread_markdown(spread) if spread else "")
     if mism:
         md += f"\n**LOSSLESS CHECK FAILED**: {len(mism)} output(s) differ from no speculation (see results.json).\n"
     atomic_write(out / "table.md", md)
@@ -210,26 +280,47 @@ def run(args, jobs: list[Job], groups: dict, common: dict) -> int:
     out = Path(args.out_dir)
     work = out / "engines"
     n_q = sum(len(q) for q in groups.values())
-    print(f"{len(jobs)} engine(s) x {n_q} question(s) in {len(groups)} categories: {[j.key for j in jobs]}", flush=True)
-    jobs_out = []
-    for job in jobs:
-        print(f"[{job.key}] starting", flush=True)
-        res = run_engine(job_payload(job, args, groups, common), job.key, work, args.timeout)
-        entry = {"key": job.key, "method": job.method.name, "k": job.k, "speculative_config": job.speculative_config()}
-        if "error" in res:
-            print(f"[{job.key}] FAILED\n{res['error']}", file=sys.stderr, flush=True)
-            entry["error"] = res["error"]
-            if job.k is None:  # without the reference there is no speedup and no lossless check: stop here
-                jobs_out.append(entry)
-                print(f"!!! '{BASELINE}' failed; not running the other methods", file=sys.stderr, flush=True)
-                break
-        else:
-            entry["result"] = res
+    print(f"{len(jobs)} engine(s) x {n_q} question(s) in {len(groups)} categories: {[j.key for j in jobs]}"
+          + (f", {args.rounds} interleaved rounds" if args.rounds > 1 else ""), flush=True)
+    per_round: dict[str, list] = {j.key: [] for j in jobs}
+    errors: dict[str, str] = {}
+    stop = False
+    for n in range(1, args.rounds + 1):
+        for job in jobs:
+            if job.key in errors:
+                continue
+            tag = job.key if args.rounds == 1 else f"{job.key} round {n}"
+            print(f"[{tag}] starting", flush=True)
+            res = run_engine(job_payload(job, args, groups, common), job.key,
+                             work if args.rounds == 1 else work / f"round{n}", args.timeout)
+            if "error" in res:
+                print(f"[{tag}] FAILED\n{res['error']}", file=sys.stderr, flush=True)
+                errors[job.key] = res["error"]
+                if job.k is None:  # without the reference there is no speedup and no lossless check: stop here
+                    print(f"!!! '{BASELINE}' failed; not running the other methods", file=sys.stderr, flush=True)
+                    stop = True
+                    break
+                continue
+            per_round[job.key].append(res)
             s = report.stats_of(list(res["categories"].values()), job.k is not None)
             tau = "–" if s.tau is None else f"{s.tau:.2f}"
-            print(f"[{job.key}] {s.tok_per_s:.1f} tok/s, tau {tau}, engine start {res['engine_start_s']:.1f}s", flush=True)
+            print(f"[{tag}] {s.tok_per_s:.1f} tok/s, tau {tau}, engine start {res['engine_start_s']:.1f}s", flush=True)
+        if stop:
+            break
+    jobs_out, extra = [], []
+    for job in jobs:
+        if not per_round[job.key] and job.key not in errors:
+            continue  # never ran: the baseline failed first
+        entry = {"key": job.key, "method": job.method.name, "k": job.k, "speculative_config": job.speculative_config()}
+        if job.key in errors:
+            entry["error"] = errors[job.key]
+        else:
+            results = per_round[job.key]
+            entry["result"] = results[0] if len(results) == 1 else pool_rounds(results)
+            extra += round_mismatches(job.key, results)
         jobs_out.append(entry)
-    rows, mism = write_outputs(args, jobs_out, groups, common)
+    spread = round_spread({k: v for k, v in per_round.items() if k not in errors}) if args.rounds > 1 else None
+    rows, mism = write_outputs(args, jobs_out, groups, common, spread, extra)
     print((out / "table.md").read_text())
     failed = [j["key"] for j in jobs_out if j.get("error")]
     if mism:

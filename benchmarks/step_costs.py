@@ -29,7 +29,8 @@ def step_table(results: dict) -> list[dict]:
         if j.get("error"):
             continue
         parts = list(j["result"]["categories"].values())
-        requests = sum(len(turns) for p in parts for turns in p["outputs"].values())
+        # outputs are one round's; counters and times are pooled over --rounds
+        requests = j["result"].get("rounds", 1) * sum(len(turns) for p in parts for turns in p["outputs"].values())
         tokens = sum(p["output_tokens"] for p in parts)
         wall = sum(p["wall_s"] for p in parts)
         drafts = sum(p["drafts"] for p in parts)

@@ -191,7 +191,7 @@ def test_side_by_side_run_none_and_mtp(tmp_path, tiny_counting_mimo):
     out = tmp_path / "res"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--model", str(tiny_counting_mimo), "--questions", str(q),
-         "--max-new-tokens", "12", "--k", "2", "--out-dir", str(out), "--summary", str(out / "summary.json")],
+         "--max-new-tokens", "12", "--k", "2", "--rounds", "2", "--out-dir", str(out), "--summary", str(out / "summary.json")],
         capture_output=True, text=True, cwd=REPO, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -200,9 +200,16 @@ def test_side_by_side_run_none_and_mtp(tmp_path, tiny_counting_mimo):
     parts = {j["key"]: j["result"]["categories"] for j in res["jobs"]}
     assert set(parts) == {"none", "mtp@K=2"}
     assert {j["result"]["enforce_eager"] for j in res["jobs"]} == {True}  # what each engine ran with (auto: CPU eager)
-    assert parts["none"]["first"]["requests"] == 2 and parts["none"]["second"]["requests"] == 1
-    assert parts["none"]["first"]["output_tokens"] == 24
+    # two interleaved rounds (none, mtp, none, mtp), pooled: counters twice one round's, outputs one round's
+    assert parts["none"]["first"]["requests"] == 4 and parts["none"]["second"]["requests"] == 2
+    assert parts["none"]["first"]["output_tokens"] == 48 and len(parts["none"]["first"]["outputs"]["1"]) == 2
+    assert len(parts["none"]["first"]["request_wall_s"]) == 4
     assert parts["none"]["first"]["drafts"] == 0
+    spread = {(r["key"], r["round"]): r for r in res["round_spread"]}
+    assert set(spread) == {("none", 1), ("none", 2), ("mtp@K=2", 1), ("mtp@K=2", 2)}
+    assert spread[("none", 2)]["speedup_vs_none"] == 1.0 and spread[("mtp@K=2", 2)]["tau"] > 2.0
+    assert (out / "engines" / "round2" / "mtp_K2.result.json").is_file()
+    assert "| mtp@K=2 |" in (out / "table.md").read_text().split("Rounds")[1]
     # per-category deltas: the drafts of both categories add up to the run's total, and each category has some
     mtp = parts["mtp@K=2"]
     assert mtp["first"]["drafts"] > 0 and mtp["second"]["drafts"] > 0
@@ -212,3 +219,19 @@ def test_side_by_side_run_none_and_mtp(tmp_path, tiny_counting_mimo):
     assert m["tau"] > 2.0 and m["per_position_acceptance"][0] > 0.5 and len(m["per_position_acceptance"]) == 2
     assert summ["methods"]["none"]["tau"] == 1.0 and m["speedup_vs_none"] > 0
     assert (out / "plot.png").stat().st_size > 1000 and "| mtp | 2 |" in (out / "table.md").read_text()
+
+
+def test_a_round_whose_outputs_differ_is_a_lossless_failure():
+    from benchmarks.run import pool_rounds, round_mismatches
+
+    def res(out, wall):
+        return {"engine_start_s": 1.0, "categories": {"c": {
+            "wall_s": wall, "output_tokens": 3, "requests": 1, "drafts": 2, "accepted": 1, "accepted_per_pos": [1, 0],
+            "request_wall_s": [wall], "outputs": {"1": [out]}}}}
+
+    same, other = res([1, 2, 3], 1.0), res([1, 2, 4], 3.0)
+    assert round_mismatches("fastmtp@K=2", [same, res([1, 2, 3], 2.0)]) == []
+    assert round_mismatches("fastmtp@K=2", [same, other]) == [
+        {"job": "fastmtp@K=2", "round": 2, "category": "c", "question_id": "1", "differs_from": "round 1 of the same engine"}]
+    pooled = pool_rounds([same, other])["categories"]["c"]
+    assert (pooled["wall_s"], pooled["drafts"], pooled["accepted_per_pos"], pooled["outputs"]) == (4.0, 4, [2, 0], {"1": [[1, 2, 3]]})
