@@ -25,23 +25,34 @@ M="$R/smollm2-mimo"
 
 # 1. offline prompts in the benchmark tasks' shapes (never their text; checked), ~paper mix by answer tokens
 [[ -f "$D/prompts/mixed.jsonl" || ! -f "$D/prompts/mixed.jsonl.gz" ]] || gunzip -k "$D/prompts/mixed.jsonl.gz"
+#    and a broader second set (broad.jsonl: MT-Bench-shaped two-turn tasks, HumanEval-shaped doctest completions;
+#    training.synth_tasks), distilled into its own corpus file
+[[ -f "$D/prompts/broad.jsonl" || ! -f "$D/prompts/broad.jsonl.gz" ]] || gunzip -k "$D/prompts/broad.jsonl.gz"
 if want prompts; then
   $PY -m training.synth_prompts "$D/prompts" --general 6000 --math 3300 --code 3000 --chinese 3600
-  $PY -m benchmarks.questions "$D"/prompts/{general,math,code,chinese}.jsonl
+  $PY -m training.synth_prompts "$D/prompts" --general 0 --math 0 --code 0 --chinese 0 --tasks 1600 --doctest 1600 \
+    --mixed-name broad.jsonl
+  $PY -m benchmarks.questions "$D"/prompts/{general,math,code,chinese,tasks,doctest}.jsonl
   gzip -kf "$D/prompts/mixed.jsonl"
+  gzip -kf "$D/prompts/broad.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
-#    The committed corpus is data/smollm2/distill.jsonl.gz: gunzip it first to continue from it.
+#    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz;
+#    the command gunzips the committed corpus first to continue from it.
+SET="${PROMPT_SET:-mixed}"
+CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
 if want distill; then
-  [[ -f "$D/distill.jsonl" || ! -f "$D/distill.jsonl.gz" ]] || gunzip -k "$D/distill.jsonl.gz"
-  $PY -m training.distill --model "$M" --prompts "$D/prompts/mixed.jsonl" --out "$D/distill.jsonl" \
+  [[ -f "$CORPUS" || ! -f "$CORPUS.gz" ]] || gunzip -k "$CORPUS.gz"
+  $PY -m training.distill --model "$M" --prompts "$D/prompts/$SET.jsonl" --out "$CORPUS" \
     --max-tokens 256 --dtype bfloat16 --enforce-eager --max-model-len 1024 --chunk-size 512 ${LIMIT:+--limit $LIMIT}
-  gzip -kf "$D/distill.jsonl"
+  gzip -kf "$CORPUS"
 fi
 # 3. near-duplicate answers out (MinHash over whole conversations: template prompts are alike by design), answers
 #    cut at 256 tokens kept (every token is a valid target for the head), then 2% of ids held out for evaluation
 if want curate; then
-  $PY -m training.curate --in "$D/distill.jsonl" --out "$R/curated.jsonl" --keep-truncated --dedup-on conversation --overwrite
+  for f in "$D"/distill*.jsonl.gz; do [[ -f "${f%.gz}" ]] || gunzip -k "$f"; done
+  # the first corpus first: the held-out file keeps its order (its first 105 are the offline eval set)
+  $PY -m training.curate --in "$D/distill.jsonl" $(ls "$D"/distill-*.jsonl 2>/dev/null) --out "$R/curated.jsonl" --keep-truncated --dedup-on conversation --overwrite
   $PY -m training.split_holdout "$R/curated.jsonl" --train "$R/train.jsonl" --eval "$R/eval.jsonl" --every 25
 fi
 # 4. draft maps from the training answers: English (general/math/code) and Chinese
@@ -64,10 +75,12 @@ import json, sys
 src, r, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 chunks = {}
 for line in open(src, encoding="utf-8"):
-    prompt_line = int(json.loads(line)["id"].split(":")[1])  # distill ids: PROMPT_FILE:LINE:HASH
-    chunks.setdefault((prompt_line - 1) // n, []).append(line)
+    prompt_file, prompt_line = json.loads(line)["id"].split(":")[:2]  # distill ids: PROMPT_FILE:LINE:HASH
+    chunk = (prompt_line := int(prompt_line) - 1) // n
+    # the first set keeps its chunk names (train-chunk0..), a second set's are train-SET-chunk0..
+    chunks.setdefault(f"chunk{chunk}" if prompt_file == "mixed.jsonl" else f"{prompt_file[:-6]}-chunk{chunk}", []).append(line)
 for i, lines in sorted(chunks.items()):
-    path = f"{r}/train-chunk{i}.jsonl"
+    path = f"{r}/train-{i}.jsonl"
     text = "".join(lines)
     try:
         same = open(path, encoding="utf-8").read() == text
@@ -77,18 +90,20 @@ for i, lines in sorted(chunks.items()):
         open(path, "w", encoding="utf-8").write(text)
     print(f"{path}: {len(lines)} conversations", file=sys.stderr)
 PYS
-  for f in "$R"/train-chunk*.jsonl; do
-    i="${f##*train-chunk}"; i="${i%.jsonl}"
+  for f in "$R"/train-*chunk*.jsonl; do
+    i="${f##*train-}"; i="${i%.jsonl}"; i="${i#chunk}"  # 3 for train-chunk3, broad-chunk0 for train-broad-chunk0
     [[ -z "${CHUNKS:-}" || " $CHUNKS " == *" $i "* ]] || continue
-    $PY -m training.cache_states --model_path "$M" --data "$f" --out "$R/cache/train-chunk$i" --max_seq_len 1024
+    c="chunk$i"; [[ "$i" != *chunk* ]] || c="$i"
+    $PY -m training.cache_states --model_path "$M" --data "$f" --out "$R/cache/train-$c" --max_seq_len 1024
   done
   $PY -m training.cache_states --model_path "$M" --data "$R/eval.jsonl" --out "$R/cache/eval" --max_seq_len 1024
 fi
-# CHUNKS="2" (space-separated chunk indices) caches and trains on those chunks only; default: every chunk
+# CHUNKS="2 broad-chunk0" (first-set chunk indices, second-set chunk names) caches and trains on those only;
+# default: every chunk
 if [[ -n "${CHUNKS:-}" ]]; then
-  CACHES="$(for i in $CHUNKS; do echo "$R/cache/train-chunk$i"; done | paste -sd, -)"
+  CACHES="$(for i in $CHUNKS; do [[ "$i" == *chunk* ]] && echo "$R/cache/train-$i" || echo "$R/cache/train-chunk$i"; done | paste -sd, -)"
 else
-  CACHES="$(ls -d "$R"/cache/train-chunk* 2>/dev/null | sort -V | paste -sd, -)"
+  CACHES="$( (ls -d "$R"/cache/train-*chunk* 2>/dev/null || true) | sort -V | paste -sd, -)"  # none yet: empty
 fi
 # 5b. ablations on a fixed slice (same cache, same steps each), served acceptance on dev prompts from the held-out
 #     conversations (never the benchmark questions)
