@@ -147,6 +147,7 @@ if want train; then
     --eval_strategy no --save_strategy no --logging_steps 50 --output_dir "$R/ft-k1" --export full
 fi
 # 7. benchmark: every method side by side in one run on held-out benchmark prompts, lossless check, summary
+#    (ROUNDS=N: every engine N times, interleaved, with the per-round ratios)
 # the speculative configs both benchmark stages compare: vLLM's ngram (K=3, lookup 1..3), fastmtp K=3 with the maps
 EN="${MAPS%%,*}"; ZH="${MAPS##*,}"
 NG='{"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1, "num_speculative_tokens": 3}'
@@ -160,7 +161,8 @@ if want bench; then
     --method "vanilla-style={\"model\": \"$R/ft-k1/final\", \"speculative_config\": $FM}" \
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
     --method "fastmtp={\"speculative_config\": $FM}" \
-    --k 3 --headline-k 3 --training-prompts "$D/prompts/mixed.jsonl" --out-dir "$OUT" --summary "$SUMMARY" --overwrite
+    --k 3 --headline-k 3 --training-prompts "$D/prompts/mixed.jsonl" "$D/prompts/broad.jsonl" --rounds "${ROUNDS:-1}" \
+    --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
 fi
 # 7b. issue #11: vLLM's compiled CPU mode (enforce_eager false: torch.compile/inductor, ~90 s engine start) beside
