@@ -203,8 +203,6 @@ def round_spread(per_round: dict[str, list[dict]]) -> list[dict]:
     base = per_round.get(BASELINE, [])
     for key, results in per_round.items():
         for n, res in enumerate(results, start=1):
-            if res is None:
-                continue
             s = report.stats_of(list(res["categories"].values()), key != BASELINE)
             b = base[n - 1] if n - 1 < len(base) else None
             ref = report.stats_of(list(b["categories"].values()), False).tok_per_s if b else None
@@ -218,7 +216,7 @@ def spread_markdown(rows: list[dict]) -> str:
     n = max(r["round"] for r in rows)
     by = {(r["key"], r["round"]): r for r in rows}
     cell = lambda r: "–" if r is None else f"{r['tok_per_s']:.1f}" + ("" if r["speedup_vs_none"] is None else f" ({r['speedup_vs_none']:.2f}×)")
-    md = ["", f"Rounds (engines interleaved, a fresh process each): tok/s (× none in the same round)", "",
+    md = ["", "Rounds (engines interleaved, a fresh process each): tok/s (× none in the same round)", "",
           "| Method | " + " | ".join(f"round {i}" for i in range(1, n + 1)) + " | ×none min–max |",
           "|---|" + "---|" * (n + 1)]
     for k in keys:
