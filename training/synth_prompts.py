@@ -268,13 +268,7 @@ def stdlib_functions(limit: int, rng: random.Random) -> list[str]:
     """Signature + docstring of public module-level functions in the standard library's pure-Python modules."""
     root = Path(sysconfig.get_paths()["stdlib"])
     found = []
-    for path in sorted(root.rglob("*.py")):
-        if set(path.relative_to(root).parts) & SKIPPED_STDLIB_DIRS:
-            continue
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError):
-            continue
+    for _, tree in synth_tasks.module_trees(root, SKIPPED_STDLIB_DIRS):
         methods = [m for c in tree.body if isinstance(c, ast.ClassDef) and not c.name.startswith("_") for m in c.body]
         for node in tree.body + methods:
             if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):

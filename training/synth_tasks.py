@@ -168,6 +168,22 @@ def mt_tasks(rng: random.Random, n: int, topics: list[str]) -> list[list[str]]:
 SKIPPED_DIRS = {"test", "tests", "testing", "idlelib", "lib2to3", "__pycache__", "_vendor", "vendored"}
 
 
+def module_trees(root: Path, skipped_dirs: set[str]):
+    """(path parts under root, parsed module) for every readable ``*.py`` below root, in path order.
+
+    Both code prompt builders harvest functions this way; the order is part of what makes their prompt files
+    reproducible, and a file that does not parse is left out rather than failing the run."""
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).parts
+        if set(parts) & skipped_dirs:
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            continue
+        yield parts, tree
+
+
 def doctest_functions(rng: random.Random, n: int, roots: list[Path] | None = None) -> list[str]:
     """Signature + docstring of public functions whose docstring shows ``>>>`` examples (2-8 of them)."""
     if roots is None:
@@ -175,14 +191,7 @@ def doctest_functions(rng: random.Random, n: int, roots: list[Path] | None = Non
         roots = sorted({Path(paths["stdlib"]), Path(paths["purelib"])})
     by_package: dict[str, set[str]] = {}
     for root in roots:
-        for path in sorted(root.rglob("*.py")):
-            parts = path.relative_to(root).parts
-            if set(parts) & SKIPPED_DIRS:
-                continue
-            try:
-                tree = ast.parse(path.read_text(encoding="utf-8"))
-            except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
-                continue
+        for parts, tree in module_trees(root, SKIPPED_DIRS):
             for node in ast.walk(tree):
                 if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
                     continue
