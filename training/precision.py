@@ -1,24 +1,13 @@
-"""Which float format training may use on this machine: bf16 autocast where the hardware computes it natively.
-
-On CPUs without native bf16 (no AVX-512 BF16 / AMX), bf16 matmuls are emulated and slower than fp32, so the
-answer is per machine, not per device type.
-"""
+"""Which float format training may use on this machine: bf16 autocast where the hardware computes it natively
+(`vllm_fastmtp.precision.bf16_native`, shared with the drafter)."""
 
 from __future__ import annotations
 
 import torch
 
+from vllm_fastmtp.precision import bf16_native
 
-def bf16_native(device: torch.device | str | None = None) -> bool:
-    """True when ``device`` (default: CUDA if present, else CPU) runs bf16 matmuls natively."""
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if dev.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if dev.type == "cpu":
-        cpu = getattr(torch, "cpu", None)
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
-    return False
+__all__ = ["autocast", "bf16_native"]
 
 
 def autocast(device: torch.device, enabled: bool):

@@ -26,6 +26,9 @@ class PrunedDraftHead:
     the default is `plain_linear`. A full-vocabulary language never gets a prepared copy of the lm_head (on
     MiMo-7B that copy alone is ~1.2 GB in bf16): it is scored by ``full(hidden)`` (the serving engine passes the
     model's own ``compute_logits``, whose lm_head vLLM has already prepared), else by a matmul over the weight.
+    ``dtype``: the format the map rows are kept and scored in (default: the lm_head's). A draft is only a guess
+    that verification checks over the full vocabulary in the model's own precision, so scoring a map in bf16
+    under an fp32 model halves the bytes a pick reads and cannot change any output (`resolve_pick_dtype`).
     """
 
     def __init__(
@@ -36,6 +39,7 @@ class PrunedDraftHead:
         vocab_size: int | None = None,
         linear: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] | None = None,
         full: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        dtype: torch.dtype | None = None,
     ):
         if lm_head_weight.dim() != 2:
             raise ValueError(f"lm_head weight must be [V, H], got shape {tuple(lm_head_weight.shape)}")
@@ -44,22 +48,24 @@ class PrunedDraftHead:
         self.vocab_size = int(vocab_size or lm_head_weight.shape[0])
         if self.vocab_size > lm_head_weight.shape[0]:
             raise ValueError(f"vocab_size {self.vocab_size} exceeds the lm_head's {lm_head_weight.shape[0]} rows")
-        self.dtype = lm_head_weight.dtype
+        self.dtype = dtype or lm_head_weight.dtype  # the maps' rows
+        model_dtype = lm_head_weight.dtype
         linear = linear or plain_linear
-        full_vocab = lm_head_weight[: self.vocab_size]  # a view: no copy
+        full_vocab = lm_head_weight[: self.vocab_size]  # a view: no copy, scored in the model's own dtype
         score_full = plain_linear(full_vocab) if full is None else (lambda x: full(x)[..., : self.vocab_size])
         self.ids: dict[str, torch.Tensor | None] = {}
         self._score: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
         for lang, ids in maps.items():
             if ids is None:
                 self.ids[lang] = None
-                self._score[lang] = score_full
+                self._score[lang] = lambda x, f=score_full: f(x.to(model_dtype))
                 continue
             ids = torch.as_tensor(ids, dtype=torch.long)
             validate_ids(ids, vocab_size=self.vocab_size, where=f"map {lang!r}")
             ids = ids.to(lm_head_weight.device)
             self.ids[lang] = ids
-            self._score[lang] = linear(lm_head_weight.index_select(0, ids).contiguous())
+            score = linear(lm_head_weight.index_select(0, ids).to(self.dtype).contiguous())
+            self._score[lang] = lambda x, f=score: f(x.to(self.dtype))
 
     def _groups(self, langs: Sequence[str], n: int) -> dict[str, torch.Tensor]:
         if len(langs) != n:
@@ -73,7 +79,7 @@ class PrunedDraftHead:
 
     def sub_logits(self, hidden: torch.Tensor, lang: str) -> torch.Tensor:
         """Logits over the map's ids only, column j <-> token ``ids[lang][j]``."""
-        return self._score[lang](hidden.to(self.dtype))
+        return self._score[lang](hidden)
 
     def argmax(self, hidden: torch.Tensor, langs: Sequence[str]) -> torch.Tensor:
         """Greedy draft tokens (full-vocabulary ids), each row scored only over its language's map."""
@@ -93,7 +99,27 @@ class PrunedDraftHead:
 
     def describe(self) -> str:
         """``en: 32768 ids, zh: full`` for the start-up log."""
-        return ", ".join(f"{lang}: {'full' if ids is None else f'{ids.numel()} ids'}" for lang, ids in self.ids.items())
+        maps = ", ".join(f"{lang}: {'full' if ids is None else f'{ids.numel()} ids'}" for lang, ids in self.ids.items())
+        return f"{maps}; map rows in {str(self.dtype).removeprefix('torch.')}"
+
+
+PICK_DTYPES = ("auto", "model", "bfloat16", "float16", "float32")
+
+
+def resolve_pick_dtype(choice: str, model_dtype: torch.dtype, device: torch.device | str) -> torch.dtype:
+    """The format a map's rows are scored in. "auto": bf16 for an fp32 model on a CPU that computes bf16 natively
+    (half the bytes per pick, and vLLM's CPU kernel is faster in bf16: benchmarks/results/pick_kernel_h576.md),
+    else the model's dtype; "model": always the model's; or an explicit dtype name."""
+    if choice not in PICK_DTYPES:
+        raise ValueError(f"pick_dtype must be one of {PICK_DTYPES}, got {choice!r}")
+    if choice == "model":
+        return model_dtype
+    if choice != "auto":
+        return getattr(torch, choice)
+    from vllm_fastmtp.precision import bf16_native
+
+    on_cpu = torch.device(device).type == "cpu"
+    return torch.bfloat16 if model_dtype == torch.float32 and on_cpu and bf16_native("cpu") else model_dtype
 
 
 def plain_linear(rows: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -108,8 +134,9 @@ class DraftVocabConfig:
     maps: dict[str, str | None] = field(default_factory=dict)
     default: str = "en"
     zh_threshold: float = 0.1
+    pick_dtype: str = "auto"
 
-    KEYS = ("maps", "default", "zh_threshold")
+    KEYS = ("maps", "default", "zh_threshold", "pick_dtype")
 
     @classmethod
     def parse(cls, raw: Any) -> DraftVocabConfig | None:
@@ -135,7 +162,10 @@ class DraftVocabConfig:
         thr = raw.get("zh_threshold", 0.1)
         if not isinstance(thr, (int, float)) or isinstance(thr, bool) or not 0.0 < float(thr) <= 1.0:
             raise VocabMapError(f"draft_vocab.zh_threshold: expected a number in (0, 1], got {thr!r}")
-        return cls(maps=dict(maps), default=default, zh_threshold=float(thr))
+        pick_dtype = raw.get("pick_dtype", "auto")
+        if pick_dtype not in PICK_DTYPES:
+            raise VocabMapError(f"draft_vocab.pick_dtype: expected one of {list(PICK_DTYPES)}, got {pick_dtype!r}")
+        return cls(maps=dict(maps), default=default, zh_threshold=float(thr), pick_dtype=pick_dtype)
 
     def load(self, tokenizer: Any, vocab_size: int) -> tuple[dict[str, torch.Tensor | None], LanguageDetector]:
         """Load every map (validated against the tokenizer) and the detector; fails before serving starts."""

@@ -282,6 +282,49 @@ def test_full_vocabulary_language_is_never_prepared_as_a_copy():
     assert prepared == [50] and plain.argmax(hidden, ["zh"] * 4).tolist() == ref.argmax(-1).tolist()
 
 
+def test_bf16_pick_under_an_fp32_model_keeps_the_map_and_drafts_the_same_tokens():
+    """``dtype=bfloat16`` keeps the map rows in bf16 (half the bytes a pick reads) while a null map still scores
+    in the model's fp32 through ``full``; drafts match the fp32 pick except on near-ties."""
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(300, 64, generator=g)
+    en = torch.randperm(300, generator=g)[:120]
+    seen = []
+
+    def full(x):
+        seen.append(x.dtype)
+        return x @ W.T
+
+    ref = PrunedDraftHead(W, {"en": en, "zh": None}, full=full)
+    half = PrunedDraftHead(W, {"en": en, "zh": None}, full=full, dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and half.sub_logits(torch.randn(2, 64), "en").dtype == torch.bfloat16
+    assert "map rows in bfloat16" in half.describe() and "map rows in float32" in ref.describe()
+    hidden = torch.randn(200, 64, generator=g)
+    want, got = ref.argmax(hidden, ["en"] * 200), half.argmax(hidden, ["en"] * 200)
+    logits = hidden @ W.T
+    differ = (want != got).nonzero().flatten().tolist()
+    assert len(differ) <= 4  # bf16 rounding only swaps near-ties
+    for r in differ:
+        assert int(got[r]) in set(en.tolist())
+        assert logits[r, want[r]] - logits[r, got[r]] <= 2e-2 * logits[r].abs().max()
+    seen.clear()
+    assert half.argmax(hidden[:3], ["zh"] * 3).tolist() == logits[:3].argmax(-1).tolist()
+    assert seen == [torch.float32]  # the full vocabulary is scored by the model's own fp32 lm_head
+
+
+def test_resolve_pick_dtype():
+    from vllm_fastmtp.draft_vocab import resolve_pick_dtype
+    from vllm_fastmtp.precision import bf16_native
+
+    auto = resolve_pick_dtype("auto", torch.float32, "cpu")
+    assert auto == (torch.bfloat16 if bf16_native("cpu") else torch.float32)
+    assert resolve_pick_dtype("auto", torch.bfloat16, "cpu") == torch.bfloat16  # never widened
+    assert resolve_pick_dtype("auto", torch.float16, "cpu") == torch.float16
+    assert resolve_pick_dtype("model", torch.float32, "cpu") == torch.float32
+    assert resolve_pick_dtype("bfloat16", torch.float32, "cpu") == torch.bfloat16
+    with pytest.raises(ValueError, match=r"pick_dtype must be one of"):
+        resolve_pick_dtype("int8", torch.float32, "cpu")
+
+
 def test_padded_vocab_and_errors():
     W = torch.randn(320, 8)  # padded rows beyond vocab_size 300
     with pytest.raises(VocabMapError, match=r"map 'en': token id 310 >= vocab_size 300"):
@@ -319,6 +362,7 @@ def test_config_parse_and_load(tmp_path, byte_tok):
         ({"maps": {"en": "a"}, "default": "zh"}, r"default 'zh' is not one of the maps"),
         ({"maps": {"en": "a"}, "zh_threshold": 2}, r"zh_threshold: expected a number in \(0, 1\]"),
         ({"maps": {"en": 3}}, r"draft_vocab.maps.en: expected a map name/path or null"),
+        ({"maps": {"en": "a"}, "pick_dtype": "fp8"}, r"draft_vocab.pick_dtype: expected one of \['auto', 'model'"),
         (5, r"expected null, a map name/path, or an object"),
     ],
 )

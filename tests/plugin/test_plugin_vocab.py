@@ -67,6 +67,10 @@ def test_pruned_map_really_restricts_drafts(tmp_path):
         last = prompt.encode()[-1]
         assert out == list(range(last + 1, last + 41))
     assert pruned["outputs"] == full["outputs"]
+    # an fp32 model's map rows are scored in bf16 where this CPU computes it natively ("pick_dtype": "auto")
+    from vllm_fastmtp.precision import bf16_native
+
+    assert pruned["drafter"]["pick_dtype"] == ("bfloat16" if bf16_native("cpu") else "float32")
     assert all(d < 128 or d in SPECIALS for _, drafts in pruned["drafts"] for d in drafts)
     assert any(d >= 128 for _, drafts in full["drafts"] for d in drafts)
     acc = lambda r: r["metrics"]["4"]["accepted"] / r["metrics"]["4"]["draft_tokens"]  # noqa: E731
@@ -90,7 +94,7 @@ def test_bf16_maps_draft_through_vllms_kernel_losslessly(tmp_path):
     ref = run_job({**base, "speculative_config": None}, tmp_path, "none_bf16")
     got = run_job({**base, "speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3,
                                                   "draft_vocab": {"maps": {"en": narrow}}}}, tmp_path, "pruned_bf16")
-    assert got["outputs"] == ref["outputs"]
+    assert got["outputs"] == ref["outputs"] and got["drafter"]["pick_dtype"] == "bfloat16"
     assert all(d < 128 or d in SPECIALS for _, drafts in got["drafts"] for d in drafts)
     m = got["metrics"]["3"]
     assert m["draft_tokens"] > 0 and m["accepted"] / m["draft_tokens"] > 0.9  # a wrong kernel drafts garbage

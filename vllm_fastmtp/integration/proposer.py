@@ -17,7 +17,7 @@ from vllm.v1.spec_decode.eagle import EagleProposer
 
 from vllm_fastmtp import stats
 from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
-from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead
+from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead, resolve_pick_dtype
 from vllm_fastmtp.integration.config import fastmtp_options
 from vllm_fastmtp.integration.linear import draft_linear
 from vllm_fastmtp.integration.version import require
@@ -89,8 +89,11 @@ class FastMTPProposer(EagleProposer):
         self._fastmtp_vocab = self._fastmtp.draft_vocab
         maps, self._fastmtp_detector = self._fastmtp_vocab.load(
             AutoTokenizer.from_pretrained(self._fastmtp.tokenizer), vocab_size)
-        self._fastmtp_head = PrunedDraftHead(self.model.lm_head.weight, maps, vocab_size=vocab_size,
-                                             linear=draft_linear, full=self.model.compute_logits)
+        weight = self.model.lm_head.weight
+        self._fastmtp_head = PrunedDraftHead(
+            weight, maps, vocab_size=vocab_size, linear=draft_linear, full=self.model.compute_logits,
+            dtype=resolve_pick_dtype(self._fastmtp_vocab.pick_dtype, weight.dtype, weight.device))
+        stats.DRAFTER["pick_dtype"] = str(self._fastmtp_head.dtype).removeprefix("torch.")
 
     def propose(self, *args, **kwargs):
         if self._fastmtp is None:
