@@ -130,8 +130,14 @@ PYS
 fi
 # 6. the FastMTP head from the cache: K=3, beta 0.6, greedy labels, CE over the draft vocabulary, bf16 autocast
 #    (LR, EPOCHS, EVAL_STEPS, TRAIN_FORM=paper|serving: how steps 2..K attend, training.finetune --train_form)
+#    START_HEAD=FILE: continue from that head file instead of the shipped one (a demo-model directory is built for it)
 if want train; then
-  $PY -m training.finetune --model_path "$M" --cache_dir "$CACHES" \
+  START="$M"
+  if [[ -n "${START_HEAD:-}" ]]; then
+    START="$R/start-$(basename "${START_HEAD%.safetensors}")"
+    [[ -f "$START/config.json" ]] || $PY -m benchmarks.demo_model "$START" --dtype float32 --head "$START_HEAD"
+  fi
+  $PY -m training.finetune --model_path "$START" --cache_dir "$CACHES" \
     --eval_file "$R/eval.jsonl" --eval_cache_dir "$R/cache/eval" --max_eval_examples 105 --max_seq_len 1024 \
     --label_source greedy --draft_vocab "$MAPS" --num_steps 3 --learning_rate "${LR:-2e-3}" --warmup_steps 0.03 \
     --train_form "${TRAIN_FORM:-paper}" \
