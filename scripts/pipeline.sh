@@ -4,7 +4,7 @@
 #   -> curate + split -> vocabulary maps -> cached main-model states -> FastMTP head (fast path)
 #   -> side-by-side benchmark (none / ngram / vanilla-style / fastmtp) -> benchmarks/results/summary.json
 # Every stage skips or resumes what is done, so it can run in chunks across sessions. Stages: all (default) or one
-# of: prompts distill curate maps cache train bench (and ablations, compiled: run only when named). Usage: bash scripts/pipeline.sh [STAGE] [RUN_DIR]
+# of: prompts distill curate maps cache train bench (and ablations, pick, compiled: run only when named). Usage: bash scripts/pipeline.sh [STAGE] [RUN_DIR]
 # Times on 2 CPU cores: distill ~300 generated tok/s (bf16), cache ~2k tok/s, training ~2k target tok/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -170,6 +170,15 @@ if want bench; then
     --k 3 --headline-k 3 --training-prompts "$D/prompts/mixed.jsonl" "$D/prompts/broad.jsonl" --rounds "${ROUNDS:-1}" \
     --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
+fi
+# 7a. issue #11: the pruned pick in the model's fp32 vs bf16 (draft_vocab.pick_dtype "model" vs "auto"), interleaved
+#     A B A B in one step_profile run (HEAD_DIR: the model directory to profile, default the trained one)
+if [[ "$STAGE" == pick ]]; then
+  MAPSJ="\"maps\": {\"en\": \"$EN\", \"zh\": \"$ZH\"}"
+  P() { echo "pick-$1-$2={\"speculative_config\": {\"method\": \"fastmtp\", \"draft_vocab\": {$MAPSJ, \"pick_dtype\": \"$1\"}}}"; }
+  $PY -m benchmarks.step_profile --model "${HEAD_DIR:-$R/ft/final}" --dtype float32 --method none \
+    --method "$(P model 1)" --method "$(P auto 1)" --method "$(P model 2)" --method "$(P auto 2)" \
+    --k 3 --per-category 3 --max-new-tokens 64 --out-dir "${OUT:-benchmarks/results/step_profile/pick_dtype}" --overwrite
 fi
 # 7b. issue #11: vLLM's compiled CPU mode (enforce_eager false: torch.compile/inductor, ~90 s engine start) beside
 #     eager, one run, same prompts; the lossless check compares every method with eager none
