@@ -131,5 +131,6 @@ def test_shipped_trained_head_and_maps_serve_losslessly_and_draft(gguf_path, tmp
     fast, counters = _vllm_greedy_with_counters(model, spec, tmp_path, prompts, 48)
     assert fast == plain
     drafts, accepted = counters["vllm:spec_decode_num_drafts"], counters["vllm:spec_decode_num_accepted_tokens"]
-    # the shipped head accepts ~32 % at position 1 in benchmarks/results/README.md; the untrained graft accepted 0 of 155
-    assert drafts > 0 and accepted / drafts > 0.03, counters
+    # accepted tokens per draft = tau - 1: ~0.95 for the shipped head on the benchmark (benchmarks/results/README.md);
+    # the untrained graft accepted 0 of 155 drafts
+    assert drafts > 0 and accepted / drafts > 0.3, counters
