@@ -98,7 +98,7 @@ class PrunedDraftHead:
         return out
 
     def describe(self) -> str:
-        """``en: 32768 ids, zh: full`` for the start-up log."""
+        """``en: 32768 ids, zh: full; map rows in bfloat16`` for the start-up log."""
         maps = ", ".join(f"{lang}: {'full' if ids is None else f'{ids.numel()} ids'}" for lang, ids in self.ids.items())
         return f"{maps}; map rows in {str(self.dtype).removeprefix('torch.')}"
 
