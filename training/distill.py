@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--enforce-eager", action="store_true", default=None)
     e.add_argument("--trust-remote-code", action="store_true", default=None)
     e.add_argument(
+        "--top-k-top-p", choices=("auto", "fast", "vllm"), default="auto",
+        help="who applies top-k then top-p: 'fast' = a logits processor that cuts top-p among the top-k "
+        "(vllm_fastmtp.integration.sampling; same masked logits, so the same seeded samples), 'vllm' = vLLM's "
+        "sampler, which sorts the whole vocabulary on CPU; 'auto' (default): fast on CPU when both are set",
+    )
+    e.add_argument(
         "--engine-arg", action="append", default=[], metavar="KEY=VALUE",
         help="any other vllm.LLM keyword; VALUE is parsed as JSON when it can be (repeatable)",
     )
@@ -127,7 +133,25 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
             kw[key.replace("-", "_")] = json.loads(raw)
         except json.JSONDecodeError:
             kw[key.replace("-", "_")] = raw
+    if fast_top_k_top_p(args):
+        from vllm_fastmtp.integration.sampling import LOGITS_PROCESSOR
+
+        kw["logits_processors"] = [*kw.get("logits_processors", []), LOGITS_PROCESSOR]
     return kw
+
+
+def fast_top_k_top_p(args: argparse.Namespace) -> bool:
+    """Whether top-k then top-p goes through the sort-free logits processor (see --top-k-top-p)."""
+    if args.top_k_top_p == "vllm" or not (args.top_k > 0 and args.top_p < 1.0):
+        return False
+    if args.top_k_top_p == "fast":
+        return True
+    try:  # auto: vLLM's GPU samplers (FlashInfer, Triton) do not sort; its CPU one does
+        import torch
+
+        return not torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        return True
 
 
 def sampling_dict(args: argparse.Namespace) -> dict:
@@ -360,7 +384,12 @@ class ChunkGenerator:
         use_all_cpu_cores()
         self.llm = LLM(**{**cpu_engine_workarounds(), **llm_kwargs})
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
-        self.sampling = sampling
+        self.sampling, self.extra_args = sampling, None
+        if llm_kwargs.get("logits_processors"):
+            from vllm_fastmtp.integration.sampling import LOGITS_PROCESSOR, split_top_k_top_p
+
+            if LOGITS_PROCESSOR in llm_kwargs["logits_processors"]:
+                self.sampling, self.extra_args = split_top_k_top_p(sampling)
         self.seed = seed
         self.render = renderer
         self.record_base = record_base
@@ -392,7 +421,7 @@ class ChunkGenerator:
                 prompts.append(TokensPrompt(prompt_token_ids=ids))
                 params.append(
                     SamplingParams(
-                        n=1, seed=request_seed(self.seed, it.id, turn),
+                        n=1, seed=request_seed(self.seed, it.id, turn), extra_args=self.extra_args,
                         **{**self.sampling, "max_tokens": min(self.sampling["max_tokens"], room)},
                     )
                 )

@@ -31,11 +31,17 @@ def test_engine_arguments_pass_through_only_when_set():
     args = build_parser().parse_args(
         ["--model", "m", "--prompts", "p", "--out", "o", "--tensor-parallel-size", "4", "--pipeline-parallel-size", "2",
          "--engine-arg", "enable_prefix_caching=false", "--engine-arg", 'speculative_config={"method": "ngram"}',
-         "--engine-arg", "kv_cache_dtype=fp8"]
+         "--engine-arg", "kv_cache_dtype=fp8", "--top-k-top-p", "vllm"]
     )
     kw = engine_kwargs(args)
     assert kw == {"model": "m", "tensor_parallel_size": 4, "pipeline_parallel_size": 2, "enable_prefix_caching": False,
                   "speculative_config": {"method": "ngram"}, "kv_cache_dtype": "fp8"}
+    # the default on CPU (no CUDA here): the sort-free top-k/top-p processor, added to the user's own processors
+    args.top_k_top_p = "auto"
+    args.engine_arg = ['logits_processors=["my.mod:Proc"]']
+    assert engine_kwargs(args)["logits_processors"] == ["my.mod:Proc", "vllm_fastmtp.integration.sampling:TopKTopPLogitsProcessor"]
+    args.top_p = 1.0  # top-k alone: vLLM does not sort, nothing to add
+    assert engine_kwargs(args)["logits_processors"] == ["my.mod:Proc"]
     args.engine_arg = ["novalue"]
     with pytest.raises(DistillError, match="expected KEY=VALUE"):
         engine_kwargs(args)
