@@ -14,6 +14,8 @@ their text (``benchmarks.questions`` checks the overlap before a benchmark runs)
 * ``chinese``  Chinese instruction templates over a Chinese topic list
 * ``tasks``, ``doctest``  a broader second set (``training.synth_tasks``): MT-Bench-shaped two-turn tasks and
                HumanEval-shaped doctest completions; off by default (``--mixed-name`` keeps the sets apart)
+* ``docstring``  HumanEval-shaped completions from prose docstrings (no examples) of every installed package's
+               public functions: a larger pool than ``doctest``, disjoint from it; off by default
 
 Also writes ``mixed.jsonl``: all four interleaved in proportion, so ``training.distill --limit N`` (or stopping a
 run early; distill resumes) keeps the category mix of the whole set. Deterministic for a given ``--seed``. Online users should prefer real prompt sets (``hf:`` inputs of distill).
@@ -301,8 +303,13 @@ def _doctest(rng: random.Random, n: int) -> list[str]:
     return [CODE_HEADER.format(src=s) for s in synth_tasks.doctest_functions(rng, n)]
 
 
-BUILDERS = {"general": _general, "math": _math, "code": _code, "chinese": _chinese, "tasks": _tasks, "doctest": _doctest}
-DEFAULT_COUNTS = {"general": 800, "math": 300, "code": 300, "chinese": 300, "tasks": 0, "doctest": 0}
+def _docstring(rng: random.Random, n: int) -> list[str]:
+    return [CODE_HEADER.format(src=s) for s in synth_tasks.docstring_functions(rng, n)]
+
+
+BUILDERS = {"general": _general, "math": _math, "code": _code, "chinese": _chinese, "tasks": _tasks, "doctest": _doctest,
+            "docstring": _docstring}
+DEFAULT_COUNTS = {"general": 800, "math": 300, "code": 300, "chinese": 300, "tasks": 0, "doctest": 0, "docstring": 0}
 
 
 def _write_jsonl(path: Path, lines: list[str]) -> None:
@@ -320,15 +327,33 @@ def interleave(per_cat: dict[str, list[str]]) -> list[str]:
     return out
 
 
-def write(out_dir: Path, counts: dict[str, int], seed: int, mixed_name: str = "mixed.jsonl") -> dict[str, int]:
+def first_turns(paths: list[Path]) -> set[str]:
+    """First user turns of earlier prompt files (JSONL in this module's format, optionally .gz)."""
+    import gzip
+
+    seen = set()
+    for path in paths:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    seen.add(json.loads(line)["turns"][0])
+                except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+                    raise SystemExit(f"error: --exclude {path}:{n}: expected a JSON object with 'turns'") from None
+    return seen
+
+
+def write(
+    out_dir: Path, counts: dict[str, int], seed: int, mixed_name: str = "mixed.jsonl", exclude: set[str] = frozenset()
+) -> dict[str, int]:
     """One file per category asked for (a count of 0 writes none, so a second set leaves the first one's files),
-    plus ``mixed_name`` interleaving them."""
+    plus ``mixed_name`` interleaving them. Prompts whose first turn is in ``exclude`` (an earlier set's) are dropped."""
     out_dir.mkdir(parents=True, exist_ok=True)
     per_cat = {}
     for cat, n in counts.items():
         if n == 0:
             continue
         prompts = BUILDERS[cat](random.Random(f"{seed}:{cat}"), n)
+        prompts = [q for q in prompts if (q[0] if isinstance(q, list) else q) not in exclude]
         random.Random(f"{seed}:{cat}:order").shuffle(prompts)
         if cat == "general":
             turns = _with_follow_ups(random.Random(f"{seed}:{cat}:turns"), prompts)
@@ -351,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mixed-name", default="mixed.jsonl", help="name of the interleaved file (a second prompt set "
                    "needs its own: distill ids carry the file name and line)")
+    p.add_argument("--exclude", nargs="*", type=Path, default=[], metavar="FILE",
+                   help="earlier prompt files (.jsonl or .jsonl.gz): prompts with the same first turn are left out")
     a = p.parse_args(argv)
     counts = {c: getattr(a, c) for c in BUILDERS}
     bad = [c for c, n in counts.items() if n < 0]
@@ -360,8 +387,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("every count is 0: nothing to write")
     if Path(a.mixed_name).name != a.mixed_name or not a.mixed_name.endswith(".jsonl") or a.mixed_name[:-6] in BUILDERS:
         p.error(f"--mixed-name {a.mixed_name!r}: expected a plain file name ending in .jsonl, not a category's")
-    for cat, n in write(a.out_dir, counts, a.seed, a.mixed_name).items():
-        print(f"{a.out_dir / (cat + '.jsonl')}: {n} prompts" + ("" if n == counts[cat] else f" (asked {counts[cat]}; fewer distinct exist)"))
+    missing = [str(f) for f in a.exclude if not f.is_file()]
+    if missing:
+        p.error(f"--exclude: no such file: {', '.join(missing)}")
+    for cat, n in write(a.out_dir, counts, a.seed, a.mixed_name, first_turns(a.exclude)).items():
+        print(f"{a.out_dir / (cat + '.jsonl')}: {n} prompts" + ("" if n == counts[cat] else f" (asked {counts[cat]}; fewer distinct exist, or excluded)"))
     return 0
 
 

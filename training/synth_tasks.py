@@ -185,7 +185,18 @@ def module_trees(root: Path, skipped_dirs: set[str]):
 
 
 def doctest_functions(rng: random.Random, n: int, roots: list[Path] | None = None) -> list[str]:
-    """Signature + docstring of public functions whose docstring shows ``>>>`` examples (2-8 of them)."""
+    """Signature + docstring of public functions whose docstring shows ``>>>`` examples (1-8 of them)."""
+    return _harvest(rng, n, roots, lambda doc: 60 <= len(doc) <= 800 and 1 <= doc.count(">>>") <= 8)
+
+
+def docstring_functions(rng: random.Random, n: int, roots: list[Path] | None = None) -> list[str]:
+    """Signature + prose docstring (no ``>>>``; 120-800 characters) of public functions: HumanEval prompts without
+    examples. Disjoint from ``doctest_functions`` by construction, and a far larger pool (every installed package)."""
+    return _harvest(rng, n, roots, lambda doc: 120 <= len(doc) <= 800 and ">>>" not in doc)
+
+
+def _harvest(rng: random.Random, n: int, roots: list[Path] | None, keep) -> list[str]:
+    """Public plain functions whose docstring passes ``keep``, from stdlib and site-packages, no package over n/6."""
     if roots is None:
         paths = sysconfig.get_paths()
         roots = sorted({Path(paths["stdlib"]), Path(paths["purelib"])})
@@ -198,7 +209,7 @@ def doctest_functions(rng: random.Random, n: int, roots: list[Path] | None = Non
                 if node.args.args and node.args.args[0].arg in ("self", "cls"):
                     continue  # HumanEval's problems are plain functions
                 doc = ast.get_docstring(node)
-                if not doc or not 60 <= len(doc) <= 800 or not 1 <= doc.count(">>>") <= 8:
+                if not doc or not keep(doc):
                     continue
                 first, *rest = doc.splitlines()
                 # indented as in a source file (get_docstring dedents it), closing quotes on their own line

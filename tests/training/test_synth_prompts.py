@@ -83,6 +83,31 @@ def test_second_set_tasks_and_doctests_leave_the_first_set_alone(tmp_path, monke
     check_no_overlap([out / "tasks.jsonl", out / "doctest.jsonl"], bundled_paths())
 
 
+def test_docstring_prompts_take_prose_docstrings_only(tmp_path, monkeypatch):
+    import json
+
+    from training import synth_tasks
+
+    src = tmp_path / "src" / "pkg"
+    src.mkdir(parents=True)
+    prose = "Return the running totals of a list of numbers. " * 3
+    src.joinpath("mod.py").write_text(
+        f"def totals(xs):\n    '''{prose}'''\n    return xs\n\n"
+        "def add(a, b):\n    '''Add two numbers, which is what this module is for, and long enough for the prose "
+        "builder if it did not carry an example.\n\n    >>> add(1, 2)\n    3\n    '''\n\n"
+        f"class K:\n    def method(self, x):\n        '''{prose}'''\n\n"
+        "def short(x):\n    '''Too short a docstring to say what a function should do.'''\n"
+    )
+    monkeypatch.setattr(synth_tasks.sysconfig, "get_paths", lambda: {"stdlib": str(tmp_path / "src"), "purelib": str(tmp_path / "src")})
+    out = tmp_path / "p"
+    args = ["--general", "0", "--math", "0", "--code", "0", "--chinese", "0", "--docstring", "5"]
+    assert main([str(out), *args, "--mixed-name", "broad2.jsonl"]) == 0
+    got = [json.loads(line)["turns"][0] for line in open(out / "docstring.jsonl")]
+    assert len(got) == 1 and "def totals(xs):" in got[0] and ">>>" not in got[0]  # not add, the method, short
+    assert ast.parse(re.search(r"```python\n(.*)\n```", got[0], re.S).group(1))
+    check_no_overlap([out / "docstring.jsonl"], bundled_paths())
+
+
 def test_every_count_zero_or_a_category_name_as_mixed_name_is_refused(tmp_path, capsys):
     import pytest
 
