@@ -5,7 +5,7 @@
 #   -> side-by-side benchmark (none / ngram / vanilla-style / fastmtp) -> benchmarks/results/summary.json
 # Every stage skips or resumes what is done, so it can run in chunks across sessions. Stages: all (default) or one
 # of: prompts distill curate maps cache train bench (and ablations, pick, compiled: run only when named). Usage: bash scripts/pipeline.sh [STAGE] [RUN_DIR]
-# Times on 2 CPU cores: distill ~300 generated tok/s (bf16), cache ~2k tok/s, training ~2k target tok/s.
+# Times on 2 CPU cores: distill ~450 generated tok/s (bf16, sort-free top-k/top-p), cache ~2k tok/s, training ~2k target tok/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -27,7 +27,11 @@ M="$R/smollm2-mimo"
 [[ -f "$D/prompts/mixed.jsonl" || ! -f "$D/prompts/mixed.jsonl.gz" ]] || gunzip -k "$D/prompts/mixed.jsonl.gz"
 #    and a broader second set (broad.jsonl: MT-Bench-shaped two-turn tasks, HumanEval-shaped doctest completions;
 #    training.synth_tasks), distilled into its own corpus file
-[[ -f "$D/prompts/broad.jsonl" || ! -f "$D/prompts/broad.jsonl.gz" ]] || gunzip -k "$D/prompts/broad.jsonl.gz"
+#    and a third (broad2.jsonl: more MT-Bench-shaped tasks, other seed, none repeating an earlier set's first turn,
+#    and HumanEval-shaped completions from prose docstrings of the installed packages)
+for set in broad broad2; do
+  [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
+done
 if want prompts; then
   $PY -m training.synth_prompts "$D/prompts" --general 6000 --math 3300 --code 3000 --chinese 3600
   $PY -m training.synth_prompts "$D/prompts" --general 0 --math 0 --code 0 --chinese 0 --tasks 1600 --doctest 1600 \
@@ -35,9 +39,13 @@ if want prompts; then
   $PY -m benchmarks.questions "$D"/prompts/{general,math,code,chinese,tasks,doctest}.jsonl
   gzip -kf "$D/prompts/mixed.jsonl"
   gzip -kf "$D/prompts/broad.jsonl"
+  $PY -m training.synth_prompts "$D/prompts" --general 0 --math 0 --code 0 --chinese 0 --tasks 1700 --docstring 1400 \
+    --seed 1 --mixed-name broad2.jsonl --exclude "$D/prompts/broad.jsonl.gz" "$D/prompts/mixed.jsonl.gz"
+  $PY -m benchmarks.questions "$D"/prompts/{tasks,docstring}.jsonl
+  gzip -kf "$D/prompts/broad2.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
-#    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz;
+#    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2 alike);
 #    the command gunzips the committed corpus first to continue from it.
 SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
@@ -167,7 +175,7 @@ if want bench; then
     --method "vanilla-style={\"model\": \"$R/ft-k1/final\", \"speculative_config\": $FM}" \
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
     --method "fastmtp={\"speculative_config\": $FM}" \
-    --k 3 --headline-k 3 --training-prompts "$D/prompts/mixed.jsonl" "$D/prompts/broad.jsonl" --rounds "${ROUNDS:-1}" \
+    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2}.jsonl --rounds "${ROUNDS:-1}" \
     --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
 fi
