@@ -9,6 +9,7 @@ One job per module:
 * `linear`: the pruned draft head's matmul (vLLM's prepacked CPU kernel where it is faster).
 * `runner_v2`: Model Runner V2 refuses fastmtp with the reason.
 * `cpu_fixes`: the CPU build's sampling fix and engine workarounds.
+* `sampling`: sort-free top-k/top-p (a v1 logits processor) for batch generation in `training.distill`.
 * `cli_shim`: vLLM's CLI on both distributions.
 """
 
