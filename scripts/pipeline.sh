@@ -5,7 +5,7 @@
 #   -> side-by-side benchmark (none / ngram / vanilla-style / fastmtp) -> benchmarks/results/summary.json
 # Every stage skips or resumes what is done, so it can run in chunks across sessions. Stages: all (default) or one
 # of: prompts distill curate maps cache train bench (and ablations, pick, compiled: run only when named). Usage: bash scripts/pipeline.sh [STAGE] [RUN_DIR]
-# Times on 2 CPU cores: distill ~450 generated tok/s (bf16, sort-free top-k/top-p), cache ~2k tok/s, training ~2k target tok/s.
+# Times on 2 CPU cores: distill ~450 generated tok/s (bf16, sort-free top-k/top-p), cache ~550-650 tok/s, training ~1k target tok/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
