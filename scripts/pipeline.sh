@@ -139,6 +139,8 @@ fi
 # 6. the FastMTP head from the cache: K=3, beta 0.6, greedy labels, CE over the draft vocabulary, bf16 autocast
 #    (LR, EPOCHS, EVAL_STEPS, TRAIN_FORM=paper|serving: how steps 2..K attend, training.finetune --train_form)
 #    START_HEAD=FILE: continue from that head file instead of the shipped one (a demo-model directory is built for it)
+#    The head is exported in bf16 (ft/mtp_head.safetensors: the file to ship in benchmarks/demo_head/), and ft/final
+#    serves the same rounding, so the benchmark measures what ships
 if want train; then
   START="$M"
   if [[ -n "${START_HEAD:-}" ]]; then
@@ -151,7 +153,7 @@ if want train; then
     --train_form "${TRAIN_FORM:-paper}" \
     --num_train_epochs "${EPOCHS:-2}" --per_device_train_batch_size 8 --train_sampling_strategy group_by_length \
     --eval_strategy steps --eval_steps "${EVAL_STEPS:-160}" --save_steps "${EVAL_STEPS:-160}" --logging_steps 19 \
-    --eval_on_start true --output_dir "$R/ft" --export both --resume_from_checkpoint last
+    --eval_on_start true --output_dir "$R/ft" --export both --export_dtype bfloat16 --resume_from_checkpoint last
   # the vanilla-style baseline: the same, trained for ONE step (K=1), reused for 3 when served (K1_EPOCHS=0 keeps
   # the one already in $R/ft-k1/final, e.g. the shipped one: demo_model --head benchmarks/demo_head/...-k1...)
   [[ "${K1_EPOCHS:-1}" == 0 ]] || $PY -m training.finetune --model_path "$M" --cache_dir "$CACHES" \

@@ -61,6 +61,9 @@ __all__ = [
 ]
 
 HEAD_ONLY_FILE = "mtp_head.safetensors"
+# --export_dtype: None keeps the starting head's dtype per tensor; the servable dir keeps its shards' dtypes (a
+# bfloat16 export is rounded there too, so the served values are the shipped ones)
+EXPORT_DTYPES = {"start": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 class FinetuneConfigError(ValueError):
@@ -103,6 +106,12 @@ class FinetuneArguments:
         default=None, metadata={"help": "Where the servable checkpoint goes (default OUTPUT_DIR/final)."}
     )
     export: str = field(default="full", metadata={"help": "'full' (servable dir), 'head' (head only) or 'both'."})
+    export_dtype: str = field(
+        default="start",
+        metadata={"help": "dtype of the exported head tensors: 'start' (the starting head's), bfloat16, float16 or "
+                  "float32. bfloat16 halves a shipped head file; the servable dir then holds the same rounding, so "
+                  "what is benchmarked is what ships."},
+    )
     main_dtype: str = field(
         default="auto", metadata={"help": "Frozen main model dtype: auto (bf16 when training in bf16), float32, bfloat16."}
     )
@@ -160,6 +169,8 @@ class FinetuneArguments:
             raise FinetuneConfigError(f"overlong must be 'truncate' or 'drop', got {self.overlong!r}")
         if self.export not in ("full", "head", "both"):
             raise FinetuneConfigError(f"export must be 'full', 'head' or 'both', got {self.export!r}")
+        if self.export_dtype not in EXPORT_DTYPES:
+            raise FinetuneConfigError(f"export_dtype must be one of {sorted(EXPORT_DTYPES)}, got {self.export_dtype!r}")
         if not self.model_path:
             raise FinetuneConfigError("--model_path is required")
         if not self.train_file and not self.cache_dir:
@@ -588,8 +599,8 @@ def run(fa: FinetuneArguments, ta) -> dict:
         outputs["used_targets"] = b.module.used_targets
     if trainer.is_world_process_zero():
         head = b.module.head
-        src_dtypes = {k: v.dtype for k, v in b.head_src.items()}
-        tensors = {k: v.to(src_dtypes[k]) for k, v in head.checkpoint_tensors().items()}
+        dtype = EXPORT_DTYPES[fa.export_dtype]
+        tensors = {k: v.to(dtype or b.head_src[k].dtype) for k, v in head.checkpoint_tensors().items()}
         record = fastmtp_record(fa, steps, b.data_info, str(fa.model_path))
         record["eval"] = {k: v for k, v in metrics.items() if k.startswith("eval_")} or None
         if fa.export in ("full", "both"):

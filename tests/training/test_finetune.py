@@ -279,3 +279,18 @@ def test_torchrun_two_process_gloo(tiny_random_mimo, chat_file, tmp_path):
     assert state["global_step"] == 3
     before, after = tensor_hashes(tiny_random_mimo), tensor_hashes(Path(res["serve_dir"]))
     assert all(before[k] == after[k] for k in before if not k.startswith(CHECKPOINT_PREFIX))
+
+
+def test_export_dtype_bfloat16_rounds_head_file_and_served_dir_alike(tiny_random_mimo, chat_file, tmp_path):
+    """--export_dtype bfloat16: a bf16 head file; the servable dir keeps its fp32 shards but holds the same rounding."""
+    res = run(*parse_args(args_for(tiny_random_mimo, chat_file, tmp_path, "--max_steps", "1", "--export", "both",
+                                   "--export_dtype", "bfloat16")))
+    head = load_file(res["head_file"])
+    served = load_file(str(Path(res["serve_dir"]) / "model.safetensors"))
+    source = load_file(str(tiny_random_mimo / "model.safetensors"))
+    assert head and {v.dtype for v in head.values()} == {torch.bfloat16}
+    for k, v in head.items():
+        assert served[k].dtype == source[k].dtype == torch.float32
+        assert torch.equal(served[k], v.float())
+    with pytest.raises(FinetuneConfigError, match="export_dtype must be one of"):
+        parse_args(args_for(tiny_random_mimo, chat_file, tmp_path, "--export_dtype", "bf16"))
