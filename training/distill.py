@@ -389,6 +389,7 @@ class ChunkGenerator:
         from vllm_fastmtp.integration.cpu_fixes import cpu_engine_workarounds
 
         use_all_cpu_cores()
+        default_cpu_kv_cache(llm_kwargs)
         self.llm = LLM(**{**cpu_engine_workarounds(), **llm_kwargs})
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.sampling, self.extra_args = sampling, None
@@ -483,6 +484,23 @@ def use_all_cpu_cores() -> None:
     if not on_gpu() and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in os.environ:
         os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
         print("[distill] CPU: VLLM_CPU_NUM_OF_RESERVED_CPU=0 (every core computes; set it to override)", file=sys.stderr)
+
+
+CPU_KV_CACHE_GIB = 4
+
+
+def default_cpu_kv_cache(llm_kwargs: dict) -> None:
+    """On CPU, give the KV cache a fixed size (VLLM_CPU_KVCACHE_SPACE, GiB) unless the user sized it.
+
+    Otherwise vLLM's CPU worker asks for --gpu-memory-utilization (0.92) of the NUMA node's memory and refuses to
+    start when that much is not free: on these 24 GiB machines "Available memory on node 0 (11.03/12.59 GiB) ... is
+    less than desired". 4 GiB holds ~186k bf16 tokens of SmolLM2-135M (182 sequences of 1,024).
+    """
+    sized = os.environ.get("VLLM_CPU_KVCACHE_SPACE") or {"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(llm_kwargs)
+    if not on_gpu() and not sized:
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(CPU_KV_CACHE_GIB)
+        print(f"[distill] CPU: VLLM_CPU_KVCACHE_SPACE={CPU_KV_CACHE_GIB} (GiB of KV cache; set it or "
+              "--gpu-memory-utilization to override)", file=sys.stderr)
 
 
 def _upto_user(conv: Conversation, turn: int) -> int:

@@ -1,11 +1,15 @@
 """Pieces of training.distill that need no engine: sharding, seeds, engine pass-through, raw prompts."""
 
 import json
+import os
 import shutil
 
 import pytest
 
-from training.distill import DistillError, build_parser, engine_kwargs, make_renderer, make_work, request_seed, validate_args
+from training.distill import (
+    CPU_KV_CACHE_GIB, DistillError, build_parser, default_cpu_kv_cache, engine_kwargs, make_renderer, make_work, request_seed,
+    validate_args,
+)
 from training.prompts import Conversation, PromptFormatError, load_inputs
 
 
@@ -78,3 +82,15 @@ def test_hf_dataset_input_needs_the_datasets_package():
             load_inputs(["hf:allenai/tulu-3-sft-mixture@train:general"])
     else:
         pytest.skip("datasets is installed; loading a hub dataset needs a network")
+
+
+def test_cpu_kv_cache_is_sized_unless_the_user_sized_it(monkeypatch):
+    """No CUDA here: without a size vLLM's CPU worker wants 92 % of the node's memory and may refuse to start."""
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    default_cpu_kv_cache({"gpu_memory_utilization": 0.5})
+    assert "VLLM_CPU_KVCACHE_SPACE" not in os.environ
+    default_cpu_kv_cache({"model": "m"})
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == str(CPU_KV_CACHE_GIB)
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "2")
+    default_cpu_kv_cache({"model": "m"})
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "2"
