@@ -6,9 +6,11 @@ data, same machine, one run (issue #10's >= 10x goal).
 
 Each configuration trains one epoch over the same first N conversations through ``training.finetune.run``
 (stock HF Trainer): the old path (main-model forward + full-vocabulary loss every step, as the committed
-pipeline ran it: fp32), then the cached path (built once, timed separately) in bf16 autocast where native, over
-the full vocabulary and over the draft vocabulary. Target tokens = assistant tokens trained (each is a CE target
-at up to K steps). Writes results.json and results.md. Run it on a quiet machine: nothing else on the cores.
+pipeline ran it: fp32, length-grouped batches), then the cached path (built once, timed separately) in bf16
+autocast where native, over the full vocabulary and over the draft vocabulary. Batches length-grouped (finetune's
+default) or drawn at random (the stock Trainer's sampler; what this benchmark used before the eighth session).
+Target tokens = assistant tokens trained (each is a CE target at up to K steps). Writes results.json and results.md.
+Run it on a quiet machine: nothing else on the cores.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import shutil
 import sys
 import time
 from pathlib import Path
+
+OLD = "old: text path, fp32, length-grouped (the committed pipeline)"
 
 
 def _slice(src: Path, n: int, dst: Path) -> Path:
@@ -71,19 +75,25 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     rows = {}
     print(f"[throughput] {len(examples)} conversations, {targets} assistant tokens, load {load}", file=sys.stderr)
-    rows["old: text path, fp32 (committed pipeline)"] = _train(
-        a.model, data, work / "old", a.batch, k + ["--bf16", "false", "--main_dtype", "float32"])
+    random, grouped = ["--train_sampling_strategy", "random"], ["--train_sampling_strategy", "group_by_length"]
+    fp32 = k + ["--bf16", "false", "--main_dtype", "float32"]
+    rows[OLD] = _train(a.model, data, work / "old", a.batch, fp32 + grouped)
+    rows["old: text path, fp32, random batches"] = _train(a.model, data, work / "old-random", a.batch, fp32 + random)
     from training.cache_states import build_cache
 
     t0 = time.time()
     build_cache(a.model, data, work / "cache", max_seq_len=1024, progress=False)
     cache_s = round(time.time() - t0, 2)
     new = k + ["--cache_dir", str(work / "cache"), "--label_source", "greedy"]
-    rows["new: cached states, full vocabulary"] = _train(a.model, data, work / "new-full", a.batch, new)
+    rows["new: cached states, full vocabulary, length-grouped"] = _train(
+        a.model, data, work / "new-full", a.batch, new + grouped)
     if a.draft_vocab:
-        rows[f"new: cached states, draft vocabulary ({a.draft_vocab})"] = _train(
-            a.model, data, work / "new-vocab", a.batch, new + ["--draft_vocab", a.draft_vocab])
-    old_tps = targets / rows["old: text path, fp32 (committed pipeline)"]["train_runtime_s"]
+        vocab = new + ["--draft_vocab", a.draft_vocab]
+        rows[f"new: cached states, draft vocabulary ({a.draft_vocab}), random batches"] = _train(
+            a.model, data, work / "new-vocab-random", a.batch, vocab + random)
+        rows[f"new: cached states, draft vocabulary ({a.draft_vocab}), length-grouped"] = _train(
+            a.model, data, work / "new-vocab", a.batch, vocab + grouped)
+    old_tps = targets / rows[OLD]["train_runtime_s"]
     for r in rows.values():
         r["target_tokens_per_s"] = round(targets / r["train_runtime_s"], 1)
         r["x_old"] = round(r["target_tokens_per_s"] / old_tps, 2)

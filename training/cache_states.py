@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ CACHE_FORMAT = "fastmtp-state-cache"
 CACHE_VERSION = 1
 MANIFEST = "manifest.json"
 TENSORS = ("input_ids", "loss_mask", "hidden", "greedy", "top_ids", "top_logp", "offsets")
+ITEM_TENSORS = tuple(t for t in TENSORS if t != "offsets")  # what one conversation (a dataset item) holds
 
 
 class StateCacheError(ValueError):
@@ -137,7 +139,7 @@ def _forward_shard(main_model, examples: list[Example], hidden_state: str, top_n
             }
         bar.update(int(att.sum()))
     lengths = torch.tensor([len(e.input_ids) for e in examples], dtype=torch.int64)
-    out = {k: torch.cat([p[k] for p in per_ex]) for k in TENSORS if k != "offsets"}
+    out = {k: torch.cat([p[k] for p in per_ex]) for k in ITEM_TENSORS}
     out["offsets"] = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
     return out
 
@@ -260,6 +262,34 @@ def _read_manifest(mpath: Path) -> dict:
     return m
 
 
+class CachedConversation(Mapping):
+    """One conversation's tensors, each read from its shard on first access and kept.
+
+    The Trainer's length-grouped sampler (``--train_sampling_strategy group_by_length``) reads ``input_ids`` of
+    every item to learn the lengths; lazily, that costs the ids alone instead of every hidden state.
+    """
+
+    __slots__ = ("_handle", "_a", "_b", "_read")
+
+    def __init__(self, handle, a: int, b: int):
+        self._handle, self._a, self._b = handle, a, b
+        self._read: dict[str, torch.Tensor] = {}
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        t = self._read.get(key)
+        if t is None:
+            if key not in ITEM_TENSORS:
+                raise KeyError(key)
+            t = self._read[key] = self._handle.get_slice(key)[self._a : self._b]
+        return t
+
+    def __iter__(self):
+        return iter(ITEM_TENSORS)
+
+    def __len__(self) -> int:
+        return len(ITEM_TENSORS)
+
+
 class StateCache(torch.utils.data.Dataset):
     """The cached conversations as a map-style dataset; each item holds one conversation's tensors.
 
@@ -305,8 +335,7 @@ class StateCache(torch.utils.data.Dataset):
         shard = self.shards[j]
         off = self._offsets_of(shard["file"])
         a, b = off[i - shard["first"]], off[i - shard["first"] + 1]
-        h = self._handle(shard["file"])
-        return {k: h.get_slice(k)[a:b] for k in TENSORS if k != "offsets"}
+        return CachedConversation(self._handle(shard["file"]), a, b)
 
     def assistant_tokens(self) -> int:
         return sum(s["assistant_tokens"] for s in self.shards)

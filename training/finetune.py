@@ -198,6 +198,13 @@ class FinetuneTrainingArguments(TrainingArguments):
     save_steps: float = field(default=500)
     save_total_limit: int | None = field(default=3)
     report_to: None | str | list[str] = field(default="none")
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={"help": "Trainer's sampler. Default here 'group_by_length' (batches of similar length): with "
+                  "random batches a third of the head's work is padding (the third prompt set's cache: 67 % real "
+                  "tokens at batch 8, 99 % grouped). 'random' is the stock Trainer's default.",
+                  "choices": ["random", "sequential", "group_by_length", "batch_rebalance"]},
+    )
     remove_unused_columns: bool = field(default=False)
     bf16: bool | None = field(default=None, metadata={"help": "Default: on when the hardware supports it."})
     ddp_find_unused_parameters: bool | None = field(default=False)

@@ -66,12 +66,25 @@ class CachedHeadModule(nn.Module):
         self.distill_weight, self.distill_loss, self.distill_top_n = distill_weight, distill_loss, distill_top_n
         self.skipped_targets = 0  # CE targets outside the draft vocabulary, summed over training steps
         self.used_targets = 0
+        self._cast_rows: torch.Tensor | None = None
+
+    def loss_rows(self) -> torch.Tensor:
+        """The lm_head rows for the loss, in the autocast dtype when autocast is on, cast once: autocast recasts a
+        buffer at every matmul (3 x |draft vocabulary| x H per step), and the product is the same either way."""
+        dev = self.lm_rows.device.type
+        if not torch.is_autocast_enabled(dev):
+            return self.lm_rows
+        dtype = torch.get_autocast_dtype(dev)
+        c = self._cast_rows
+        if c is None or c.dtype != dtype or c.device != self.lm_rows.device:
+            c = self._cast_rows = self.lm_rows.to(dtype)
+        return c
 
     def forward(self, input_ids, attention_mask, loss_mask, hidden, greedy, top_ids, top_logp, return_loss: bool = True):
         """return_loss=True tells the Trainer this model computes its own loss (no labels input)."""
         embeds = F.embedding(input_ids, self.embed_weight)
         loss, stats = states_mtp_loss(
-            self.head, hidden, embeds, self.lm_rows, input_ids, loss_mask,
+            self.head, hidden, embeds, self.loss_rows(), input_ids, loss_mask,
             num_steps=self.num_steps, beta=self.beta, form=self.form, label_source=self.label_source,
             greedy=greedy.long(), vocab_index=self.vocab_index, distill_weight=self.distill_weight,
             distill_loss=self.distill_loss, top_ids=top_ids[..., : self.distill_top_n],

@@ -222,6 +222,59 @@ def test_finetune_refuses_a_stale_cache_and_a_foreign_draft_vocab(tiny_random_mi
         build(*parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--label_source", "greedy")))
 
 
+def test_finetune_batches_by_length_and_reads_only_the_ids_to_sort(tiny_random_mimo, tmp_path):
+    """finetune's default sampler groups conversations of similar length (less padding for the head's K passes);
+    an item reads its tensors lazily, so the sampler learning the lengths does not read every hidden state."""
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from training.finetune import build, parse_args
+
+    data = tmp_path / "varied.jsonl"
+    sizes = [4 + (17 * i) % 57 for i in range(48)]  # 48 lengths in 4..60, in no order
+    data.write_text("".join(write_chat(tmp_path / f"l{i}.jsonl", n=1, seed=i, length=n).read_text()
+                            for i, n in enumerate(sizes)))
+    fa, ta = parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", str(tmp_path / "c")))
+    assert ta.train_sampling_strategy == "group_by_length"
+    b = build(fa, ta)
+    sampler = Trainer(model=b.module, args=ta, train_dataset=b.train, data_collator=b.collator)._get_train_sampler()
+    lengths = b.train.lengths
+    assert isinstance(sampler, LengthGroupedSampler) and sampler.lengths == lengths and len(set(lengths)) > 40
+
+    def padded(order, bs=ta.per_device_train_batch_size):
+        return sum(max(lengths[j] for j in order[s : s + bs]) * len(order[s : s + bs]) for s in range(0, len(order), bs))
+
+    order = list(sampler)
+    assert sorted(order) == list(range(48))
+    # the sampler sorts mega-batches of 3 batches (48 // 16) by length: much less padding than the data's order
+    print("padded tokens: grouped", padded(order), "data order", padded(list(range(48))), "real", sum(lengths))
+    assert padded(order) - sum(lengths) < 0.5 * (padded(list(range(48))) - sum(lengths))
+    item = b.train[3]
+    assert len(item["input_ids"]) == lengths[3] and list(item._read) == ["input_ids"]
+    assert set(item) == {"input_ids", "loss_mask", "hidden", "greedy", "top_ids", "top_logp"}
+    with pytest.raises(KeyError):
+        item["offsets"]
+
+
+def test_rows_cast_once_under_autocast_give_the_same_loss(tiny_random_mimo, data, fp32_cache, tmp_path):
+    """The draft-vocabulary rows are cast to the autocast dtype once per run, not at every matmul: same loss."""
+    from training.finetune import build, parse_args
+
+    argv = args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", str(fp32_cache.dir), "--label_source",
+                    "greedy")
+    i = argv.index("--train_file")
+    del argv[i : i + 2]
+    module = build(*parse_args(argv)).module.train()
+    batch = StatesCollator()([fp32_cache[j] for j in range(4)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast_once = module(**batch)["loss"]
+        assert module._cast_rows is not None and module._cast_rows.dtype == torch.bfloat16
+        module.loss_rows = lambda: module.lm_rows  # autocast casts the fp32 buffer itself
+        recast = module(**batch)["loss"]
+    assert module.lm_rows.dtype == torch.float32  # evaluation keeps the exact rows
+    assert torch.equal(cast_once, recast)
+
+
 def test_several_caches_train_as_one_set_and_mismatched_lists_are_refused(tiny_random_mimo, data, tmp_path):
     """New data is cached on its own beside the old cache; finetune reads both as one training set."""
     from training.finetune import FinetuneConfigError, build, parse_args
@@ -246,7 +299,9 @@ def test_train_throughput_benchmark_runs_both_paths_on_the_same_data(tiny_random
                  "--out", str(tmp_path / "tp")]) == 0
     res = json.loads((tmp_path / "tp" / "results.json").read_text())
     assert res["conversations"] == 8 and res["assistant_tokens"] > 0
-    old, new = res["configs"].values()
-    assert old["steps"] == new["steps"] == 2  # one epoch of the same 8 conversations each
+    old, old_random, new = res["configs"].values()
+    assert old["steps"] == old_random["steps"] == new["steps"] == 2  # one epoch of the same 8 conversations each
     assert old["x_old"] == 1.0 and new["target_tokens_per_s"] > 0
-    assert "| new: cached states, full vocabulary |" in (tmp_path / "tp" / "results.md").read_text()
+    md = (tmp_path / "tp" / "results.md").read_text()
+    assert "| old: text path, fp32, length-grouped (the committed pipeline) |" in md
+    assert "| new: cached states, full vocabulary, length-grouped |" in md
