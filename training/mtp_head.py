@@ -96,8 +96,7 @@ class MTPHead(Qwen2DecoderLayer):
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
         if attention_mask is None and x.shape[1] > 1 and past > 0:
             attention_mask = causal_mask(x.shape[1], past, x.dtype, x.device)
-        # no mask and no past: SDPA runs with is_causal (its kernels skip the masked half: the training passes'
-        # attention costs about half of what it does with an explicit additive mask)
+        # no mask and no past (the training passes): SDPA runs with is_causal, no [L, L] additive mask is built
         x = super().forward(
             x,
             attention_mask=attention_mask,
