@@ -203,7 +203,7 @@ class FinetuneTrainingArguments(TrainingArguments):
         metadata={"help": "Trainer's sampler. Default here 'group_by_length' (batches of similar length): with "
                   "random batches a third of the head's work is padding (the third prompt set's cache: 67 % real "
                   "tokens at batch 8, 99 % grouped). 'random' is the stock Trainer's default.",
-                  "choices": ["random", "sequential", "group_by_length", "batch_rebalance"]},
+                  "choices": TrainingArguments.__dataclass_fields__["train_sampling_strategy"].metadata["choices"]},
     )
     remove_unused_columns: bool = field(default=False)
     bf16: bool | None = field(default=None, metadata={"help": "Default: on when the hardware supports it."})
