@@ -38,6 +38,7 @@ from transformers.models.qwen2.modeling_qwen2 import (
     repeat_kv,
 )
 
+from training.linear_ce import linear_cross_entropy
 from vllm_fastmtp.conventions import HIDDEN_STATE_CHOICES, MTP_PREFIX, POST_NORM, PRE_NORM
 
 CHECKPOINT_PREFIX = MTP_PREFIX
@@ -248,6 +249,10 @@ def mtp_loss(
 LABEL_SOURCES = ("data", "greedy")  # CE target: the data's next token, or the main model's greedy next token
 
 
+def _log_probs(x: torch.Tensor, lm_weight: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax((x.to(lm_weight.dtype) @ lm_weight.T).float(), dim=-1)
+
+
 def states_mtp_loss(
     head: MTPHead,
     hidden: torch.Tensor,
@@ -308,8 +313,11 @@ def states_mtp_loss(
             stats["ce"].append(0.0)
             total = total + out.sum() * 0.0  # keep every parameter in the graph (DDP)
             continue
-        logp = F.log_softmax((sel_out.to(lm_weight.dtype) @ lm_weight.T).float(), dim=-1)
-        if distill_weight > 0:
+        if distill_weight <= 0:  # plain CE; over frozen rows (always, in finetune) the fused form
+            ce = step_loss = (linear_cross_entropy(sel_out, lm_weight, rows) if not lm_weight.requires_grad
+                              else F.nll_loss(_log_probs(sel_out, lm_weight), rows))
+        else:
+            logp = _log_probs(sel_out, lm_weight)
             ce = -(logp[inside].gather(-1, rows[inside, None])).sum() / max(int(inside.sum()), 1)
             t_ids = top_ids[:, k : k + length][sel].long()
             t_p = top_logp[:, k : k + length][sel].float().exp()
@@ -320,9 +328,6 @@ def states_mtp_loss(
             soft_ce = -(t_p * logp.gather(-1, t_rows.clamp_min(0))).sum(-1)
             d = soft_ce + (t_p * torch.log(t_p.clamp_min(1e-30))).sum(-1) if distill_loss == "kl" else soft_ce
             step_loss = (1.0 - distill_weight) * ce + distill_weight * d.mean()
-        else:
-            ce = F.nll_loss(logp, rows, reduction="mean")
-            step_loss = ce
         stats["targets"] += int(inside.sum())
         stats["ce"].append(float(ce.detach()))
         total = total + alphas[k - 1] * step_loss

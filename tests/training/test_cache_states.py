@@ -159,6 +159,41 @@ def test_greedy_labels_and_kl_use_the_cached_main_model_outputs(tiny_random_mimo
     assert 0 <= float(kl) < float(sce)
 
 
+def test_frozen_rows_take_the_fused_loss_with_the_same_loss_and_head_gradients(tiny_random_mimo, fp32_cache,
+                                                                               monkeypatch):
+    """finetune's rows are a frozen buffer, so its CE runs through training.linear_ce; trainable rows take the
+    autograd form. Both give the same loss and the same gradient on every head parameter."""
+    import training.mtp_head as mtp_head
+
+    calls = []
+    fused_ce = mtp_head.linear_cross_entropy
+    monkeypatch.setattr(mtp_head, "linear_cross_entropy", lambda *a, **kw: calls.append(1) or fused_ce(*a, **kw))
+    main = load_main_model(tiny_random_mimo, torch.float32)
+    head = MTPHead(main.config)
+    head.load_checkpoint_tensors(load_file(str(tiny_random_mimo / "model.safetensors")))
+    b = _batch(fp32_cache, [0, 1, 2])
+    embeds = main.get_input_embeddings()(b["input_ids"]).detach()
+    keep = torch.arange(0, main.lm_head.weight.shape[0], 3)
+    index = torch.full((main.lm_head.weight.shape[0],), -1)
+    index[keep] = torch.arange(len(keep))
+    rows = main.lm_head.weight.detach()[keep]
+    results = []
+    for lm in (rows, rows.clone().requires_grad_(True)):
+        head.zero_grad()
+        loss, _ = states_mtp_loss(head, b["hidden"].float(), embeds, lm, b["input_ids"], b["loss_mask"],
+                                  num_steps=3, beta=0.6, label_source="greedy", greedy=b["greedy"].long(),
+                                  vocab_index=index, form="serving")
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in head.named_parameters()}))
+        results[-1][1]["fused calls"] = len(calls)
+    (fused, g_fused), (plain, g_plain) = results
+    assert g_fused.pop("fused calls") == 3 and g_plain.pop("fused calls") == 3  # once a step, frozen rows only
+    torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-6)
+    for name, g in g_plain.items():
+        torch.testing.assert_close(g_fused[name], g, rtol=1e-4, atol=1e-6, msg=name)
+    assert g_fused["input_proj.weight"].abs().sum() > 0
+
+
 def test_serving_form_differs_from_the_paper_form_only_after_step_one(tiny_random_mimo, fp32_cache):
     main = load_main_model(tiny_random_mimo, torch.float32)
     head = MTPHead(main.config)
