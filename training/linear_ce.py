@@ -5,8 +5,8 @@ several times (cast, max, exp-sum, gather; in the backward exp, subtract, cast):
 about half as much again as the [N, H] x [H, V'] product itself. Here each chunk of rows gets its logits, their
 log-sum-exp, its share of the loss and its gradient (softmax - onehot) @ W while the chunk is still in cache, and
 only the [N, H] gradient is kept. The arithmetic is autograd's (logits in W's dtype, softmax in fp32, the gradient
-cast to W's dtype for the product), so the loss and the gradient match the unfused form; the weight gets none, so
-it must be frozen (the head's lm_head is shared with the main model and never trained).
+cast to W's dtype for the product), so the loss and the gradient match the unfused form up to rounding; the weight
+gets none, so it must be frozen (the head's lm_head is shared with the main model and never trained).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad = torch.empty_like(xw) if want_grad else None
         total = torch.zeros((), dtype=torch.float32, device=x.device)
         rows = min(chunk, n)
-        # two buffers reused by every chunk (a fresh [256, V] tensor a chunk is page faults on every first touch)
+        # two buffers reused by every chunk, updated in place (fresh [256, V] tensors per chunk measured slower)
         logits = torch.empty(rows, v, dtype=torch.float32, device=x.device)
         low = None if weight.dtype == torch.float32 else torch.empty(rows, v, dtype=weight.dtype, device=x.device)
         arange = torch.arange(rows, device=x.device)
