@@ -4,8 +4,8 @@ certain miss at that draft position, whatever the head predicts.
     python -m benchmarks.map_coverage --tokenizer MODEL_DIR --data eval.jsonl \
         --maps shipped=EN.pt,ZH.pt --maps rebuilt=EN2.pt,ZH2.pt --out benchmarks/results/map_coverage
 
-Each conversation's map is chosen as served: by the language of its first user turn (``LanguageDetector``, the
-same table and threshold as ``DraftVocabConfig``). Counts every assistant token, grouped by the record's
+Each conversation's map is chosen as served, by the serving code's ``DraftVocabConfig`` (its map loader and checks,
+language detector, threshold and default) from its first user turn. Counts every assistant token, grouped by the record's
 ``source`` (the prompt file) and ``category``. Writes results.json and results.md.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from vocab_maps.format import load_vocab_map, tokenizer_fingerprint
-from vocab_maps.language import LanguageDetector
+from training.files import atomic_write, read_jsonl
+from vllm_fastmtp.draft_vocab import DraftVocabConfig
 
 
 def _group(rec: dict) -> str:
@@ -28,32 +28,30 @@ def _group(rec: dict) -> str:
 
 
 def measure(tokenizer, data: Path, maps: dict[str, dict[str, Path]], vocab_size: int) -> dict:
-    """{"tokens": {group: n}, "covered": {name: {group: n}}} over every assistant turn of ``data``."""
-    fp = tokenizer_fingerprint(tokenizer)
-    members = {name: {lang: torch.zeros(vocab_size, dtype=torch.bool) for lang in pair} for name, pair in maps.items()}
+    """{"tokens": {group: n}, "covered": {name: {group: n}}} over every assistant turn of ``data``; each set of maps
+    is loaded and chosen from by the serving code itself (``DraftVocabConfig``)."""
+    configs, members, detectors = {}, {}, {}
     for name, pair in maps.items():
-        for lang, path in pair.items():
-            members[name][lang][load_vocab_map(path, vocab_size=vocab_size, fingerprint=fp)] = True
-    detector = LanguageDetector(tokenizer, vocab_size=vocab_size)
+        cfg = configs[name] = DraftVocabConfig.parse({"maps": {lang: str(p) for lang, p in pair.items()}})
+        ids, detectors[name] = cfg.load(tokenizer, vocab_size)
+        members[name] = {lang: torch.zeros(vocab_size, dtype=torch.bool).index_fill_(0, m, True)
+                         for lang, m in ids.items()}
     tokens, covered = Counter(), {name: Counter() for name in maps}
-    with data.open() as f:
-        for n, line in enumerate(f, 1):
-            try:
-                rec = json.loads(line)
-                turns = rec["messages"]
-                prompt = next(m["content"] for m in turns if m["role"] == "user")
-            except (json.JSONDecodeError, KeyError, TypeError, StopIteration) as e:
-                raise ValueError(f"{data}:{n}: expected a chat record with 'messages' and a user turn ({e!r})") from None
-            lang = detector.detect(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-            group = _group(rec)
-            for m in turns:
-                if m["role"] != "assistant":
-                    continue
-                ids = torch.tensor(tokenizer(m["content"], add_special_tokens=False)["input_ids"], dtype=torch.long)
-                tokens[group] += len(ids)
-                for name in maps:
-                    table = members[name].get(lang, members[name]["en"])
-                    covered[name][group] += int(table[ids].sum())
+    for n, rec in read_jsonl(data):
+        turns = rec.get("messages")
+        prompt = next((m.get("content") for m in turns or () if isinstance(m, dict) and m.get("role") == "user"), None)
+        if not isinstance(prompt, str):
+            raise ValueError(f"{data}:{n}: expected a chat record with 'messages' and a user turn")
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        langs = {name: cfg.language_for(detectors[name], prompt_ids) for name, cfg in configs.items()}
+        group = _group(rec)
+        for m in turns:
+            if m.get("role") != "assistant":
+                continue
+            ids = torch.tensor(tokenizer(m["content"], add_special_tokens=False)["input_ids"], dtype=torch.long)
+            tokens[group] += len(ids)
+            for name in maps:
+                covered[name][group] += int(members[name][langs[name]][ids].sum())
     return {"tokens": dict(tokens), "covered": {k: dict(v) for k, v in covered.items()}}
 
 
@@ -105,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     res = measure(tok, args.data, maps, vocab_size)
     res.update(data=str(args.data), maps={k: {l: str(p) for l, p in v.items()} for k, v in maps.items()})
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    atomic_write(args.out / "results.json", json.dumps(res, indent=2) + "\n")
     md = f"# Held-out coverage of the draft maps: `{args.data}`\n\nShare of assistant tokens inside the map the " \
          f"request is served with (language of its first user turn).\n\n{table(res)}\n"
-    (args.out / "results.md").write_text(md)
+    atomic_write(args.out / "results.md", md)
     print(md)
     return 0
 
