@@ -7,8 +7,10 @@ data, same machine, one run (issue #10's >= 10x goal).
 Each configuration trains one epoch over the same first N conversations through ``training.finetune.run``
 (stock HF Trainer): the old path (main-model forward + full-vocabulary loss every step, as the committed
 pipeline ran it: fp32, length-grouped batches), then the cached path (built once, timed separately) in bf16
-autocast where native, over the full vocabulary and over the draft vocabulary. Batches length-grouped (finetune's
-default) or drawn at random (the stock Trainer's sampler; what this benchmark used before the eighth session).
+autocast where native, over the full vocabulary and over the draft vocabulary (each conversation over its
+language's map, finetune's default, and over the maps' union, the form before the tenth session). Batches
+length-grouped (finetune's default) or drawn at random (the stock Trainer's sampler; what this benchmark used
+before the eighth session).
 Target tokens = assistant tokens trained (each is a CE target at up to K steps). Writes results.json and results.md.
 Run it on a quiet machine: nothing else on the cores.
 """
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         vocab = new + ["--draft_vocab", a.draft_vocab]
         rows[f"new: cached states, draft vocabulary ({a.draft_vocab}), random batches"] = _train(
             a.model, data, work / "new-vocab-random", a.batch, vocab + random)
+        rows[f"new: cached states, draft vocabulary ({a.draft_vocab}), union of the maps, length-grouped"] = _train(
+            a.model, data, work / "new-vocab-union", a.batch, vocab + grouped + ["--vocab_loss", "union"])
         rows[f"new: cached states, draft vocabulary ({a.draft_vocab}), length-grouped"] = _train(
             a.model, data, work / "new-vocab", a.batch, vocab + grouped)
     old_tps = targets / rows[OLD]["train_runtime_s"]

@@ -66,6 +66,9 @@ HEAD_ONLY_FILE = "mtp_head.safetensors"
 EXPORT_DTYPES = {"start": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+VOCAB_LOSSES = ("per_language", "union")  # how the loss runs over several draft maps (--vocab_loss)
+
+
 class FinetuneConfigError(ValueError):
     """Invalid fine-tuning arguments (e.g. K < 1), raised before anything is trained."""
 
@@ -133,7 +136,13 @@ class FinetuneArguments:
     draft_vocab: str | None = field(
         default=None,
         metadata={"help": "With cache_dir: comma-separated vocabulary maps (names or paths) the head will serve with; "
-                  "the loss is computed over their union and targets outside it are skipped (counted)."},
+                  "the loss runs over them (--vocab_loss) and targets outside are skipped (counted)."},
+    )
+    vocab_loss: str = field(
+        default="per_language",
+        metadata={"help": "With several draft_vocab maps: 'per_language' (each conversation's CE over the map of its "
+                  "prompt's language, chosen by the serving code's detector: what vLLM drafts from, and fewer rows "
+                  "a step) or 'union' (over every map's ids, the form before the tenth session)."},
     )
     train_form: str = field(
         default="paper",
@@ -157,6 +166,8 @@ class FinetuneArguments:
             raise FinetuneConfigError(f"distill_top_n must be >= 1, got {self.distill_top_n}")
         if self.label_source not in LABEL_SOURCES:
             raise FinetuneConfigError(f"label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}")
+        if self.vocab_loss not in VOCAB_LOSSES:
+            raise FinetuneConfigError(f"vocab_loss must be one of {VOCAB_LOSSES}, got {self.vocab_loss!r}")
         if self.train_form not in TRAIN_FORMS:
             raise FinetuneConfigError(f"train_form must be one of {TRAIN_FORMS}, got {self.train_form!r}")
         if not self.cache_dir:
@@ -480,20 +491,40 @@ def _split_list(spec: str) -> list[str]:
     return [x.strip() for x in str(spec).split(",") if x.strip()]
 
 
-def load_draft_vocab(spec: str, tokenizer, vocab_size: int) -> torch.Tensor:
-    """Sorted union of the comma-separated maps' ids, each map checked against the tokenizer and vocab size."""
-    from vocab_maps.format import VocabMapError, load_vocab_map, tokenizer_fingerprint
+def load_draft_vocab(spec: str, tokenizer, vocab_size: int, vocab_loss: str = "per_language"):
+    """The vocabularies the loss runs over, and how a conversation's is chosen: ({language: ids}, choose) with
+    ``per_language`` (each map's language from its sidecar; loader, checks, language detector and default are the
+    serving code's ``DraftVocabConfig``, so a conversation trains over the map its requests are drafted over), or
+    ({"union": sorted union of the maps' ids}, None). Every map is checked against the tokenizer and vocab size."""
+    from vllm_fastmtp.draft_vocab import DraftVocabConfig
+    from vocab_maps.format import (VocabMapError, load_vocab_map, read_sidecar, resolve_map_path, sidecar_path,
+                                   tokenizer_fingerprint)
 
-    fp = tokenizer_fingerprint(tokenizer)
-    ids = []
-    for name in _split_list(spec):
-        try:
-            ids.append(load_vocab_map(name, vocab_size=vocab_size, fingerprint=fp))
-        except VocabMapError as e:
-            raise FinetuneConfigError(f"draft_vocab: {e}") from None
-    if not ids:
+    names = _split_list(spec)
+    if not names:
         raise FinetuneConfigError(f"draft_vocab {spec!r} names no map")
-    return torch.unique(torch.cat(ids)).long()
+    try:
+        if vocab_loss == "union" or len(names) == 1:
+            fp = tokenizer_fingerprint(tokenizer)
+            ids = [load_vocab_map(name, vocab_size=vocab_size, fingerprint=fp) for name in names]
+            return {"union" if len(names) > 1 else "map": torch.unique(torch.cat(ids)).long()}, None
+        by_lang: dict[str, str] = {}
+        for name in names:
+            path = resolve_map_path(name)
+            lang = (read_sidecar(path) or {}).get("language")
+            if not isinstance(lang, str) or not lang:
+                raise FinetuneConfigError(
+                    f"draft_vocab: {path} has no 'language' in its sidecar ({sidecar_path(path)}); the "
+                    "per-language loss needs one per map (or pass --vocab_loss union)")
+            if lang in by_lang:
+                raise FinetuneConfigError(f"draft_vocab: {by_lang[lang]} and {path} are both '{lang}' maps; "
+                                          "serving takes one map per language")
+            by_lang[lang] = str(path)
+        cfg = DraftVocabConfig.parse({"maps": by_lang})
+        maps, detector = cfg.load(tokenizer, vocab_size)
+    except VocabMapError as e:
+        raise FinetuneConfigError(f"draft_vocab: {e}") from None
+    return {lang: ids.long() for lang, ids in maps.items()}, lambda prompt_ids: cfg.language_for(detector, prompt_ids)
 
 
 def _build_from_cache(fa, ta, model_dir: Path, head_src, tokenizer, max_len: int, pad_id: int) -> dict:
@@ -538,14 +569,15 @@ def _build_from_cache(fa, ta, model_dir: Path, head_src, tokenizer, max_len: int
         train = torch.utils.data.Subset(train, perm[n_eval:])
     config = load_main_config(model_dir)
     embed, lm = frozen_vocab_matrices(model_dir)
-    vocab_ids = load_draft_vocab(fa.draft_vocab, tokenizer, lm.shape[0]) if fa.draft_vocab else None
+    vocabs, choose = load_draft_vocab(fa.draft_vocab, tokenizer, lm.shape[0], fa.vocab_loss) if fa.draft_vocab \
+        else (None, None)
     head = MTPHead(config)
     head.load_checkpoint_tensors(head_src)
     head.float()
     module = CachedHeadModule(
-        head, embed.float(), lm.float(), vocab_ids, num_steps=fa.num_steps, beta=fa.beta, form=fa.train_form,
+        head, embed.float(), lm.float(), vocabs, num_steps=fa.num_steps, beta=fa.beta, form=fa.train_form,
         label_source=fa.label_source, distill_weight=fa.distill_weight, distill_loss=fa.distill_loss,
-        distill_top_n=fa.distill_top_n,
+        distill_top_n=fa.distill_top_n, choose=choose,
     )
     subset = isinstance(train, torch.utils.data.Subset)
     data_info = {
@@ -558,7 +590,8 @@ def _build_from_cache(fa, ta, model_dir: Path, head_src, tokenizer, max_len: int
         "label_source": fa.label_source,
         "train_form": fa.train_form,
         "draft_vocab": fa.draft_vocab,
-        "draft_vocab_size": int(vocab_ids.numel()) if vocab_ids is not None else None,
+        "draft_vocab_size": {k: int(v.numel()) for k, v in vocabs.items()} if vocabs is not None else None,
+        "vocab_loss": fa.vocab_loss if vocabs is not None and len(vocabs) > 1 else None,
         "max_seq_len": max_len,
         "overlong": fa.overlong,
     }

@@ -24,7 +24,7 @@ embedding mask, which therefore hits step 1 at i=0 only).
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -257,7 +257,7 @@ def states_mtp_loss(
     head: MTPHead,
     hidden: torch.Tensor,
     embeds: torch.Tensor,
-    lm_weight: torch.Tensor,
+    lm_weight: torch.Tensor | Sequence[torch.Tensor],
     input_ids: torch.Tensor,
     loss_mask: torch.Tensor,
     *,
@@ -266,7 +266,8 @@ def states_mtp_loss(
     form: str = "paper",
     label_source: str = "data",
     greedy: torch.Tensor | None = None,
-    vocab_index: torch.Tensor | None = None,
+    vocab_index: torch.Tensor | None | Sequence[torch.Tensor | None] = None,
+    row_groups: torch.Tensor | None = None,
     distill_weight: float = 0.0,
     distill_loss: str = "kl",
     top_ids: torch.Tensor | None = None,
@@ -276,11 +277,14 @@ def states_mtp_loss(
 
     ``lm_weight`` [V', H] holds the rows of the shared lm_head the head is trained over: the full matrix, or the
     rows of a draft vocabulary, with ``vocab_index`` [V] mapping a full id to its row (-1 outside). CE targets
-    outside the draft vocabulary are skipped and counted. ``label_source`` "greedy" trains towards
-    ``greedy[i + k]`` (the main model's greedy token, what verification accepts) instead of the data token.
-    L_k = (1 - w) CE_k + w D_k, D_k the KL (or soft CE) to the main model's cached top-N next-token
-    distribution restricted to the draft vocabulary and renormalised. Returns (loss, stats) where stats holds
-    per-step CE (floats) and ``skipped`` (targets outside the vocabulary), ``targets`` (targets used).
+    outside the draft vocabulary are skipped and counted. Several vocabularies (lists of weights and indexes, one
+    per language map) with ``row_groups`` [B] naming each conversation's: each conversation's loss is over its own
+    map, as a request is drafted over the map of its language; the means are over all positions of the batch.
+    ``label_source`` "greedy" trains towards ``greedy[i + k]`` (the main model's greedy token, what verification
+    accepts) instead of the data token. L_k = (1 - w) CE_k + w D_k, D_k the KL (or soft CE) to the main model's
+    cached top-N next-token distribution restricted to the draft vocabulary and renormalised. Returns (loss,
+    stats) where stats holds per-step CE (floats) and ``skipped`` (targets outside the vocabulary), ``targets``
+    (targets used).
     """
     if label_source not in LABEL_SOURCES:
         raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {label_source!r}")
@@ -288,6 +292,10 @@ def states_mtp_loss(
         raise ValueError("label_source='greedy' needs the main model's greedy tokens")
     if distill_weight > 0 and (top_ids is None or top_logp is None):
         raise ValueError("distill_weight > 0 needs the main model's top-N ids and log-probs")
+    weights = list(lm_weight) if isinstance(lm_weight, (list, tuple)) else [lm_weight]
+    indexes = list(vocab_index) if isinstance(vocab_index, (list, tuple)) else [vocab_index] * len(weights)
+    if len(indexes) != len(weights) or (len(weights) > 1 and row_groups is None):
+        raise ValueError(f"{len(weights)} vocabularies need as many indexes ({len(indexes)}) and row_groups")
     alphas = step_weights(num_steps, beta)
     n = input_ids.shape[1]
     total = hidden.new_zeros((), dtype=torch.float32)
@@ -296,42 +304,71 @@ def states_mtp_loss(
         length = n - k - 1  # anchors with a target t_{i+k+1}
         if length <= 0:
             break
-        sel = loss_mask[:, k + 1 : k + 1 + length].bool()
+        in_loss = loss_mask[:, k + 1 : k + 1 + length].bool()
         # the data's t_{i+k+1}, or the main model's greedy prediction for it (made at position i + k)
         labels, start = (input_ids, k + 1) if label_source == "data" else (greedy, k)
-        targets = labels[:, start : start + length][sel].long()
-        if vocab_index is not None:
-            rows = vocab_index[targets]
-            inside = rows >= 0
-            stats["skipped"] += int((~inside).sum())
-        else:
-            rows, inside = targets, torch.ones_like(targets, dtype=torch.bool)
-        sel_out = out[:, :length][sel]
-        if distill_weight <= 0:
-            sel_out, rows = sel_out[inside], rows[inside]
-        if rows.numel() == 0:
+        parts = []  # (mean CE, targets used, mean distillation term or None, positions) per vocabulary
+        for g, (weight, index) in enumerate(zip(weights, indexes)):
+            sel = in_loss if len(weights) == 1 else in_loss & (row_groups == g)[:, None]
+            part = _vocab_step_loss(out[:, :length], sel, labels[:, start : start + length], weight, index,
+                                    distill_weight, distill_loss, top_ids, top_logp, k, length)
+            if part is not None:
+                stats["skipped"] += part[-1]
+                parts.append(part[:-1])
+        if not parts:
             stats["ce"].append(0.0)
             total = total + out.sum() * 0.0  # keep every parameter in the graph (DDP)
             continue
-        if distill_weight <= 0:  # plain CE; over frozen rows (always, in finetune) the fused form
-            ce = step_loss = (linear_cross_entropy(sel_out, lm_weight, rows) if not lm_weight.requires_grad
-                              else F.nll_loss(_log_probs(sel_out, lm_weight), rows))
-        else:
-            logp = _log_probs(sel_out, lm_weight)
-            ce = -(logp[inside].gather(-1, rows[inside, None])).sum() / max(int(inside.sum()), 1)
-            t_ids = top_ids[:, k : k + length][sel].long()
-            t_p = top_logp[:, k : k + length][sel].float().exp()
-            t_rows = vocab_index[t_ids] if vocab_index is not None else t_ids
-            keep = t_rows >= 0
-            t_p = t_p * keep
-            t_p = t_p / t_p.sum(-1, keepdim=True).clamp_min(1e-30)
-            soft_ce = -(t_p * logp.gather(-1, t_rows.clamp_min(0))).sum(-1)
-            d = soft_ce + (t_p * torch.log(t_p.clamp_min(1e-30))).sum(-1) if distill_loss == "kl" else soft_ce
-            step_loss = (1.0 - distill_weight) * ce + distill_weight * d.mean()
-        stats["targets"] += int(inside.sum())
+        ce, used = _pooled([(p[0], p[1]) for p in parts])
+        step_loss = ce
+        if distill_weight > 0:
+            step_loss = (1.0 - distill_weight) * ce + distill_weight * _pooled([(p[2], p[3]) for p in parts])[0]
+        stats["targets"] += used
         stats["ce"].append(float(ce.detach()))
         total = total + alphas[k - 1] * step_loss
     return total, stats
+
+
+def _pooled(means: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, int]:
+    """The mean over every item of several groups' means (mean, items); one group's mean unchanged."""
+    n = sum(c for _, c in means)
+    if len(means) == 1:
+        return means[0][0], n
+    return sum(m * c for m, c in means) / max(n, 1), n
+
+
+def _vocab_step_loss(out, sel, labels, lm_weight, vocab_index, distill_weight, distill_loss, top_ids, top_logp,
+                     k: int, length: int):
+    """One step's loss over one vocabulary at the ``sel`` positions: (mean CE over the targets inside it, their
+    number, mean distillation term or None, positions, targets outside) or None when nothing is trained."""
+    targets = labels[sel].long()
+    if targets.numel() == 0:
+        return None
+    if vocab_index is not None:
+        rows = vocab_index[targets]
+        inside = rows >= 0
+    else:
+        rows, inside = targets, torch.ones_like(targets, dtype=torch.bool)
+    n_used, skipped = int(inside.sum()), int((~inside).sum())
+    sel_out = out[sel]
+    if distill_weight <= 0:  # plain CE; over frozen rows (always, in finetune) the fused form
+        if n_used == 0:
+            return None
+        sel_out, rows = sel_out[inside], rows[inside]
+        ce = (linear_cross_entropy(sel_out, lm_weight, rows) if not lm_weight.requires_grad
+              else F.nll_loss(_log_probs(sel_out, lm_weight), rows))
+        return ce, n_used, None, 0, skipped
+    logp = _log_probs(sel_out, lm_weight)
+    ce = -(logp[inside].gather(-1, rows[inside, None])).sum() / max(n_used, 1)
+    t_ids = top_ids[:, k : k + length][sel].long()
+    t_p = top_logp[:, k : k + length][sel].float().exp()
+    t_rows = vocab_index[t_ids] if vocab_index is not None else t_ids
+    keep = t_rows >= 0
+    t_p = t_p * keep
+    t_p = t_p / t_p.sum(-1, keepdim=True).clamp_min(1e-30)
+    soft_ce = -(t_p * logp.gather(-1, t_rows.clamp_min(0))).sum(-1)
+    d = soft_ce + (t_p * torch.log(t_p.clamp_min(1e-30))).sum(-1) if distill_loss == "kl" else soft_ce
+    return ce, n_used, d.mean(), int(sel.sum()), skipped
 
 
 LOSS_CHUNK = 2048  # target tokens per logits chunk

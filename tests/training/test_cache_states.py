@@ -303,10 +303,10 @@ def test_rows_cast_once_under_autocast_give_the_same_loss(tiny_random_mimo, data
     batch = StatesCollator()([fp32_cache[j] for j in range(4)])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         cast_once = module(**batch)["loss"]
-        assert module._cast_rows is not None and module._cast_rows.dtype == torch.bfloat16
-        module.loss_rows = lambda: module.lm_rows  # autocast casts the fp32 buffer itself
+        assert module._cast_rows[0].dtype == torch.bfloat16
+        module.loss_rows = lambda g=0: module.lm_rows_0  # autocast casts the fp32 buffer itself
         recast = module(**batch)["loss"]
-    assert module.lm_rows.dtype == torch.float32  # evaluation keeps the exact rows
+    assert module.lm_rows_0.dtype == torch.float32  # evaluation keeps the exact rows
     assert torch.equal(cast_once, recast)
 
 
