@@ -113,17 +113,27 @@ def _training_texts(path: Path) -> Iterator[str]:
         yield from _strings(obj)
 
 
-def find_overlap(training_prompt_files: Iterable[str | Path], question_files: Iterable[str | Path], min_chars: int = 32):
-    """[(question source, training file)] for every benchmark turn found in training data.
+MIN_OVERLAP_CHARS = 32  # a benchmark turn this long counts as found inside a longer training string
 
-    A turn counts as found when its normalised text equals a training string, or (for turns of at least
-    ``min_chars`` characters, so that "Hi" does not match everything) occurs inside one.
-    """
+
+def benchmark_turns(question_files: Iterable[str | Path]) -> dict[str, str]:
+    """Every turn of the question files, normalised -> "SOURCE turn N" (the first file naming it)."""
     turns: dict[str, str] = {}
     for qf in question_files:
         for q in read_questions(qf):
             for i, t in enumerate(q.turns):
                 turns.setdefault(normalize(t), f"{q.source} turn {i + 1}")
+    return turns
+
+
+def find_overlap(training_prompt_files: Iterable[str | Path], question_files: Iterable[str | Path],
+                 min_chars: int = MIN_OVERLAP_CHARS):
+    """[(question source, training file)] for every benchmark turn found in training data.
+
+    A turn counts as found when its normalised text equals a training string, or (for turns of at least
+    ``min_chars`` characters, so that "Hi" does not match everything) occurs inside one.
+    """
+    turns = benchmark_turns(question_files)
     long_turns = [t for t in turns if len(t) >= min_chars]
     hits: list[tuple[str, str]] = []
     found: set[str] = set()

