@@ -212,8 +212,8 @@ class FinetuneTrainingArguments(TrainingArguments):
     train_sampling_strategy: str = field(
         default="group_by_length",
         metadata={"help": "Trainer's sampler. Default here 'group_by_length' (batches of similar length): with "
-                  "random batches a third of the head's work is padding (the third prompt set's cache: 67 % real "
-                  "tokens at batch 8, 99 % grouped). 'random' is the stock Trainer's default.",
+                  "random batches a third of the head's work is padding (the third prompt set's cache: 67 percent real "
+                  "tokens at batch 8, 99 percent grouped). 'random' is the stock Trainer's default.",
                   "choices": TrainingArguments.__dataclass_fields__["train_sampling_strategy"].metadata["choices"]},
     )
     remove_unused_columns: bool = field(default=False)
