@@ -57,8 +57,8 @@ if want prompts; then
   gzip -kf "$D/prompts/public2.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
-#    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2,
-#    public alike);
+#    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2, public,
+#    public2 alike);
 #    the command gunzips the committed corpus first to continue from it.
 SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
