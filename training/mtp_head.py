@@ -300,7 +300,9 @@ def states_mtp_loss(
     n = input_ids.shape[1]
     total = hidden.new_zeros((), dtype=torch.float32)
     stats = {"ce": [], "skipped": 0, "targets": 0}
-    for k, out in chain_outputs(head, hidden, embeds, num_steps, form):
+    # serving form: only the chains that reach a target (the rest feed nothing in that form)
+    targets = loss_mask.bool() if form == SERVING_FORM else None
+    for k, out in chain_outputs(head, hidden, embeds, num_steps, form, targets):
         length = n - k - 1  # anchors with a target t_{i+k+1}
         if length <= 0:
             break
@@ -443,15 +445,8 @@ def _chain(main_model, head, input_ids, num_steps, hidden_state, forced: list[in
 
 def _attn_qkv(head: MTPHead, x: torch.Tensor, position_ids: torch.Tensor):
     """q, k, v ([B, heads, L, d]) of the head's attention for layer input x (pre input_layernorm), with RoPE."""
-    attn = head.self_attn
     h = head.input_layernorm(x)
-    shape = (*h.shape[:-1], -1, attn.head_dim)
-    q = attn.q_proj(h).view(shape).transpose(1, 2)
-    k = attn.k_proj(h).view(shape).transpose(1, 2)
-    v = attn.v_proj(h).view(shape).transpose(1, 2)
-    cos, sin = head.rotary_emb(x, position_ids)
-    q, k = apply_rotary_pos_emb(q, k, cos, sin)
-    return q, repeat_kv(k, attn.num_key_value_groups), repeat_kv(v, attn.num_key_value_groups)
+    return (_attn_q(head, h, position_ids), *_attn_kv(head, h, position_ids))
 
 
 @torch.no_grad()
@@ -502,7 +497,8 @@ SERVING_FORM = "serving"  # steps k > 1 attend step-1 K/V of earlier positions +
 TRAIN_FORMS = (PAPER_FORM, SERVING_FORM)
 
 
-def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: int, form: str = PAPER_FORM):
+def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: int, form: str = PAPER_FORM,
+                  targets: torch.Tensor | None = None):
     """Yield (k, out_k) for k = 1..K: out_k [B, n - k, H] is the step-k output of the chain anchored at position i,
     fed h_prev = hidden[:, i] (k = 1) or out_{k-1}[:, i], and the token embedding embeds[:, i + k]; RoPE position
     i + k - 1 as served. Teacher-forced on the data's tokens; differentiable (training uses it with grad).
@@ -511,6 +507,12 @@ def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: i
     sequence (FastMTP's training code). ``serving``: what vLLM's KV cache holds when drafting, i.e. the step-1
     keys/values of positions <= i and the chain's own steps 2..k (EAGLE-3's "training-time test" idea).
     Step 1 is the same in both.
+
+    ``targets`` ([B, n] bool, the positions whose token is trained; serving form only): in the serving form each
+    chain reads nothing of another chain but the step-1 keys/values, so only the chains that reach a target are
+    computed beyond those (per row, the span of anchors from the first to the last that does; prompt and padding
+    positions are about a quarter of the training tokens). out_k is then zero at anchors outside that span, which
+    have no target at step k or later; the loss over ``targets`` and its gradient are unchanged.
     """
     if form not in TRAIN_FORMS:
         raise ValueError(f"form must be one of {TRAIN_FORMS}, got {form!r}")
@@ -519,6 +521,9 @@ def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: i
     dtype = head.input_proj.weight.dtype
     h_prev = hidden.to(dtype)
     if form == PAPER_FORM:
+        if targets is not None:
+            raise ValueError("targets (computing only the chains that reach one) needs the serving form: in the "
+                             "paper form every position's step-k output is attended by the next step")
         for k in range(1, num_steps + 1):
             length = n - k
             if length <= 0:
@@ -527,6 +532,8 @@ def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: i
             out = head(h_prev[:, :length], embeds[:, k : k + length].to(dtype), pos)
             yield k, out
             h_prev = out
+        return
+    if n < 2:
         return
     attn = head.self_attn
     scale = attn.scaling
@@ -537,45 +544,107 @@ def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: i
         y = y + head.mlp(head.post_attention_layernorm(y))
         return head.final_layernorm(y)
 
-    priv_k, priv_v = [], []  # chain-private K/V of steps 2..k, each [B, heads, L, d] (anchor-indexed)
-    k1 = v1 = None
+    def rows(t, index):  # t [B, L, ...] at index [B, W] -> [B, W, ...]
+        return t.gather(1, index.view(*index.shape, *([1] * (t.ndim - 2))).expand(*index.shape, *t.shape[2:]))
+
+    # step 1 over every position: its keys/values are what every chain attends
+    pos1 = torch.arange(n - 1, device=dev).unsqueeze(0).expand(B, -1)
+    x1 = head.step_input(h_prev[:, : n - 1], embeds[:, 1:n].to(dtype), pos1)
+    h1 = head.input_layernorm(x1)
+    k1, v1 = _attn_kv(head, h1, pos1)
+    if targets is None:
+        anchors, span = pos1, None  # every chain
+    else:
+        anchors, span = _target_span(targets, num_steps)
+        if anchors is None:  # nothing trained in this batch
+            for k in range(1, min(num_steps, n - 1) + 1):
+                yield k, x1.new_zeros(B, n - k, x1.shape[-1]) + 0.0 * x1.sum()
+            return
+    x = x1 if span is None else rows(x1, anchors)
+    q = _attn_q(head, h1 if span is None else rows(h1, anchors), anchors)
+    out = finish(x, _tree_attend(q, k1, v1, [], [], scale, anchors))
+    priv_k, priv_v = [], []  # chain-private K/V of steps 2..k, each [B, heads, W, d] (anchor-indexed)
     for k in range(1, num_steps + 1):
         length = n - k
         if length <= 0:
             return
-        pos = (torch.arange(length, device=dev) + (k - 1)).unsqueeze(0).expand(B, -1)
-        x = head.step_input(h_prev[:, :length], embeds[:, k : k + length].to(dtype), pos)
-        q, kk, vv = _attn_qkv(head, x, pos)
-        if k == 1:
-            k1, v1 = kk, vv  # the cache every later step reads
-            out = finish(x, _tree_attend(q, k1, v1, [], [], scale))
-        else:
-            priv_k = [t[:, :, :length] for t in priv_k] + [kk]
-            priv_v = [t[:, :, :length] for t in priv_v] + [vv]
-            out = finish(x, _tree_attend(q, k1, v1, priv_k, priv_v, scale))
-        yield k, out
-        h_prev = out
+        if k > 1:
+            pos = anchors + (k - 1)
+            x = head.step_input(out, rows(embeds, (anchors + k).clamp(max=n - 1)).to(dtype), pos)
+            q, kk, vv = _attn_qkv(head, x, pos)
+            priv_k, priv_v = priv_k + [kk], priv_v + [vv]
+            out = finish(x, _tree_attend(q, k1, v1, priv_k, priv_v, scale, anchors))
+        if span is None:
+            yield k, out[:, :length]
+        else:  # back to anchor positions; slots past a row's span (clamped repeats) or the sequence end dropped
+            keep = (torch.arange(anchors.shape[1], device=dev)[None, :] < span[:, None]) & (anchors < length)
+            dense = out.new_zeros(B, length, out.shape[-1])
+            dense[keep.nonzero(as_tuple=True)[0], anchors[keep]] = out[keep]
+            yield k, dense
 
 
-def _tree_attend(q, k1, v1, priv_k, priv_v, scale: float, block: int = 256) -> torch.Tensor:
-    """Attention of anchor-indexed queries q [B, h, Lq, d]: query row i sees the shared step-1 keys j <= i
-    and its own chain-private keys (row i of each priv_k). Query blocks bound the score memory."""
+def _target_span(targets: torch.Tensor, num_steps: int):
+    """(anchors [B, W], span [B]): per row the anchors from the first to the last whose chain reaches a target
+    (anchor i's step-k target is position i + k + 1) in its first span[b] slots, W the longest span (shorter rows
+    repeat their last anchor); (None, None) when no row has one."""
+    B, n = targets.shape
+    live = torch.zeros(B, n - 1, dtype=torch.bool, device=targets.device)
+    for k in range(1, num_steps + 1):
+        if n - k - 1 > 0:
+            live[:, : n - k - 1] |= targets[:, k + 1 :].bool()
+    if not live.any():
+        return None, None
+    idx = torch.arange(n - 1, device=targets.device)
+    first = torch.where(live, idx, n - 1).amin(-1)
+    end = torch.where(live, idx + 1, 0).amax(-1)
+    first = torch.minimum(first, end)  # rows without any: an empty span at 0
+    span = end - first
+    anchors = (first[:, None] + torch.arange(int(span.max()), device=targets.device)).clamp(max=n - 2)
+    return anchors, span
+
+
+def _attn_q(head: MTPHead, h: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    """Queries [B, heads, L, d] with RoPE for normed layer input h at position_ids."""
+    attn = head.self_attn
+    q = attn.q_proj(h).view(*h.shape[:-1], -1, attn.head_dim).transpose(1, 2)
+    cos, sin = head.rotary_emb(h, position_ids)
+    return apply_rotary_pos_emb(q, q, cos, sin)[0]
+
+
+def _attn_kv(head: MTPHead, h: torch.Tensor, position_ids: torch.Tensor):
+    """Keys (with RoPE) and values [B, heads, L, d], repeated over the query groups, for normed layer input h."""
+    attn = head.self_attn
+    shape = (*h.shape[:-1], -1, attn.head_dim)
+    k = attn.k_proj(h).view(shape).transpose(1, 2)
+    v = attn.v_proj(h).view(shape).transpose(1, 2)
+    cos, sin = head.rotary_emb(h, position_ids)
+    k = apply_rotary_pos_emb(k, k, cos, sin)[0]
+    return repeat_kv(k, attn.num_key_value_groups), repeat_kv(v, attn.num_key_value_groups)
+
+
+def _tree_attend(q, k1, v1, priv_k, priv_v, scale: float, anchors: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """Attention of anchor-indexed queries q [B, h, W, d] (query row t of batch row b belongs to the chain anchored
+    at anchors[b, t]): it sees the shared step-1 keys j <= its anchor and its own chain-private keys (row t of each
+    priv_k). Products in the inputs' dtype (bf16 under autocast), scores and softmax in fp32; query blocks bound
+    the score memory. (SDPA over the shared keys plus the block's private ones, masked, measured ~10 % slower a
+    training step here: it scores every row against every private key of its block.)"""
     outs = []
-    Lq = q.shape[2]
-    for c in range(0, Lq, block):
-        e = min(c + block, Lq)
-        qc = q[:, :, c:e].float()
-        ks, vs = k1[:, :, :e], v1[:, :, :e]  # keys beyond the last anchor of the block are masked anyway
-        sc = torch.matmul(qc, ks.float().transpose(-1, -2)) * scale
-        mask = torch.arange(e, device=q.device)[None, :] > torch.arange(c, e, device=q.device)[:, None]
-        sc = sc.masked_fill(mask, float("-inf"))  # every row keeps at least its own key
+    W = q.shape[2]
+    for c in range(0, W, block):
+        e = min(c + block, W)
+        a = anchors[:, c:e]
+        keys = int(a.max()) + 1  # keys beyond the block's last anchor are masked for all of it
+        qc, ks, vs = q[:, :, c:e], k1[:, :, :keys], v1[:, :, :keys]
+        sc = torch.matmul(qc, ks.transpose(-1, -2)).float() * scale
+        mask = torch.arange(keys, device=q.device)[None, None, :] > a[:, :, None]  # [B, rows, keys]
+        sc = sc.masked_fill(mask[:, None], float("-inf"))  # every row keeps at least its own key
         if priv_k:
-            sp = torch.stack([(qc * pk[:, :, c:e].float()).sum(-1) * scale for pk in priv_k], dim=-1)
+            sp = torch.stack([(qc.float() * pk[:, :, c:e].float()).sum(-1) * scale for pk in priv_k], dim=-1)
             sc = torch.cat([sc, sp], dim=-1)
         p = F.softmax(sc, dim=-1)
-        o = torch.matmul(p[..., :e].to(vs.dtype), vs)
+        o = torch.matmul(p[..., :keys].to(vs.dtype), vs)
         for j, pv in enumerate(priv_v):
-            o = o + p[..., e + j : e + j + 1].to(pv.dtype) * pv[:, :, c:e]
+            o = o + p[..., keys + j : keys + j + 1].to(pv.dtype) * pv[:, :, c:e]
         outs.append(o)
     return torch.cat(outs, dim=2)
 
