@@ -6,7 +6,11 @@ Speculative decoding wins when τ (tokens per target step) grows faster than the
 every engine step is one target forward (prefill, or verification of the previous drafts) followed by the
 draft steps, so from the counters the run already records:
 
-* steps      = requests (prefills) + drafts (verification steps);   ms/step = wall / steps
+* steps      = tokens − accepted drafts: every step (a prefill, or a decode step that verifies the drafts it has)
+               emits one token of its own plus the drafts it accepts;   ms/step = wall / steps
+  (not requests + drafts: vLLM counts a draft only for a step that proposed one, and a prompt-lookup (ngram)
+  step with no match proposes none, so for ngram its τ = 1 + accepted / drafts is per drafting step; tokens/step
+  below is per engine step, the number that sets the speed-up)
 * for a method swept over K, a least-squares line ms/step = a + b·K: b is the cost of one draft step, a − (ms per
   step without speculation) the extra cost of verifying K+1 tokens (and of the proposer's fixed work) per step.
 
@@ -29,16 +33,16 @@ def step_table(results: dict) -> list[dict]:
         if j.get("error"):
             continue
         parts = list(j["result"]["categories"].values())
-        # outputs are one round's; counters and times are pooled over --rounds
-        requests = j["result"].get("rounds", 1) * sum(len(turns) for p in parts for turns in p["outputs"].values())
+        # counters, tokens and times are pooled over --rounds
         tokens = sum(p["output_tokens"] for p in parts)
         wall = sum(p["wall_s"] for p in parts)
         drafts = sum(p["drafts"] for p in parts)
         accepted = sum(p["accepted"] for p in parts)
-        steps = tokens if j["k"] is None else requests + drafts
+        steps = tokens - accepted
         rows.append({
             "method": j["method"], "k": j["k"], "tau": (1 + accepted / drafts) if drafts else 1.0,
-            "steps": steps, "ms_per_step": 1000 * wall / steps, "ms_per_token": 1000 * wall / tokens,
+            "steps": steps, "tokens_per_step": tokens / steps, "drafting_steps": drafts,
+            "ms_per_step": 1000 * wall / steps, "ms_per_token": 1000 * wall / tokens,
         })
     return rows
 
@@ -69,10 +73,12 @@ def analyse(results: dict) -> dict:
 
 
 def markdown(a: dict) -> str:
-    out = ["| method | K | τ | steps | ms/step | ms/token |", "| --- | --- | --- | --- | --- | --- |"]
+    out = ["| method | K | τ (per drafting step) | steps | of which drafted | tokens/step | ms/step | ms/token |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in a["rows"]:
         k = "-" if r["k"] is None else r["k"]
-        out.append(f"| {r['method']} | {k} | {r['tau']:.2f} | {r['steps']} | {r['ms_per_step']:.1f} | {r['ms_per_token']:.1f} |")
+        out.append(f"| {r['method']} | {k} | {r['tau']:.2f} | {r['steps']} | {r['drafting_steps']} | "
+                   f"{r['tokens_per_step']:.2f} | {r['ms_per_step']:.1f} | {r['ms_per_token']:.1f} |")
     if a["fits"]:
         out += ["", "Fit ms/step = a + b·K per method swept over K (b: one draft step; a − baseline: verifying K+1 "
                 "tokens plus the proposer's fixed work):", "",

@@ -51,3 +51,15 @@ def test_unusable_file_is_a_clear_error(tmp_path, capsys):
         main([str(path)])
     assert "not a usable benchmarks.run results.json (KeyError" in capsys.readouterr().err
     assert not (tmp_path / "step_costs.md").exists()
+
+
+def test_steps_without_drafts_are_counted():
+    # prompt lookup: 4 prefills, 100 decode steps that drafted (accepting 80), 60 that found no match and drafted
+    # nothing; 20 ms a step. vLLM's counters only see the 100 drafting steps.
+    tokens = 4 + 160 + 80
+    a = analyse({"jobs": [_job("ngram", 3, tokens, 100, 80, 164 * 0.020)]})
+    row = a["rows"][0]
+    assert row["steps"] == 164 and row["drafting_steps"] == 100
+    assert row["ms_per_step"] == pytest.approx(20.0)
+    assert row["tau"] == pytest.approx(1.8)  # vLLM's, per drafting step
+    assert row["tokens_per_step"] == pytest.approx(tokens / 164)
