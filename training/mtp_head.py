@@ -178,11 +178,11 @@ def step_weights(num_steps: int, beta: float) -> list[float]:
 
 
 def teacher_forced_steps(main_model, head: MTPHead, input_ids: torch.Tensor, hidden: torch.Tensor, num_steps: int,
-                         form: str = "paper") -> Iterable[tuple[int, torch.Tensor]]:
+                         form: str = "paper", targets: torch.Tensor | None = None) -> Iterable[tuple[int, torch.Tensor]]:
     """:func:`chain_outputs` for token ids (embedded with the main model's frozen embedding)."""
     with torch.no_grad():
         embeds = main_model.get_input_embeddings()(input_ids)
-    yield from chain_outputs(head, hidden, embeds, num_steps, form)
+    yield from chain_outputs(head, hidden, embeds, num_steps, form, targets)
 
 
 def mtp_loss(
@@ -214,7 +214,8 @@ def mtp_loss(
     lm_head = main_model.lm_head
     total = hidden.new_zeros((), dtype=torch.float32)
     per_step = []
-    for k, out in teacher_forced_steps(main_model, head, input_ids, hidden, num_steps, form):
+    targets = loss_mask.bool() if form == SERVING_FORM else None  # serving form: only chains reaching a target
+    for k, out in teacher_forced_steps(main_model, head, input_ids, hidden, num_steps, form, targets):
         length = input_ids.shape[1] - k - 1  # anchors with a target
         if length <= 0:
             break
