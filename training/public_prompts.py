@@ -133,6 +133,8 @@ def collect(sharegpt: Path | None, gsm8k: Path | None, n_sharegpt: int, n_gsm8k:
                 continue
             seen.add(key)
             pool.append({"question_id": f"{source}-{ident}", "category": cat, "turns": [text]})
+        if len(pool) < n:  # the draws exhaust a source: say so, the file then holds fewer than asked
+            print(f"note: {source}: {n} asked, {len(pool)} left after the filters and --exclude", file=sys.stderr)
         random.Random(f"{seed}:{source}").shuffle(pool)
         for q in pool[:n]:
             per_cat.setdefault(q["category"], []).append(q)

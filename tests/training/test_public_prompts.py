@@ -64,6 +64,15 @@ def test_public_prompts_keep_real_first_turns_and_drop_benchmark_and_foreign_one
     assert out.read_text() == again.read_text()
 
 
+def test_public_prompts_say_when_a_source_runs_out(archives, tmp_path, capsys):
+    share, gsm = archives
+    out = tmp_path / "public.jsonl"
+    assert main(["--sharegpt", str(share), "--gsm8k", str(gsm), "--out", str(out), "--sharegpt-n", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "sharegpt" not in err  # 4 left, 3 asked: nothing to say
+    assert "note: gsm8k: 600 asked, 2 left after the filters and --exclude" in err
+
+
 def test_public_prompts_refuse_a_foreign_archive_before_writing(archives, tmp_path, capsys):
     share, gsm = archives
     out = tmp_path / "public.jsonl"
