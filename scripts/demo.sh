@@ -10,7 +10,7 @@ PORT="${PORT:-8011}"
 MODEL=runs/demo-smollm2-fastmtp
 SPEC='{"method": "fastmtp", "num_speculative_tokens": 3, "draft_vocab": {"maps": {"en": "smollm2-en-8k", "zh": "smollm2-zh-8k"}}}'
 mkdir -p runs
-[[ -f "$MODEL/config.json" ]] || .venv/bin/python -m benchmarks.demo_model "$MODEL" --head trained --dtype float32
+.venv/bin/python -m benchmarks.demo_model "$MODEL" --head trained --dtype float32 --refresh  # rebuilt if the head changed
 export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}"
 .venv/bin/vllm-fastmtp serve "$MODEL" --host 127.0.0.1 --port "$PORT" --dtype float32 --max-model-len 2048 --enforce-eager \
   --served-model-name demo --speculative-config "$SPEC" > runs/demo-server.log 2>&1 &

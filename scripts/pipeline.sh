@@ -19,8 +19,9 @@ want() { [[ "$STAGE" == all || "$STAGE" == "$1" ]]; }
 
 # 0. the demo model (SmolLM2-135M-Instruct -> MiMo format), float32 as served, with the shipped head: training
 #    continues from it (the committed run started from the head shipped before it). Its main-model fingerprint does
-#    not depend on the head, so the state cache stays valid whichever head it carries.
-[[ -f "$R/smollm2-mimo/config.json" ]] || $PY -m benchmarks.demo_model "$R/smollm2-mimo" --dtype float32 --head trained
+#    not depend on the head, so the state cache stays valid whichever head it carries. --refresh: rebuilt when the
+#    shipped head changed since it was built (a pull), kept otherwise
+$PY -m benchmarks.demo_model "$R/smollm2-mimo" --dtype float32 --head trained --refresh >/dev/null
 M="$R/smollm2-mimo"
 
 # 1. offline prompts in the benchmark tasks' shapes (never their text; checked), ~paper mix by answer tokens

@@ -134,3 +134,37 @@ def test_shipped_trained_head_and_maps_serve_losslessly_and_draft(gguf_path, tmp
     # accepted tokens per draft = tau - 1: ~0.95 for the shipped head on the benchmark (benchmarks/results/README.md);
     # the untrained graft accepted 0 of 155 drafts
     assert drafts > 0 and accepted / drafts > 0.3, counters
+
+
+def test_refresh_keeps_a_current_demo_model_and_rebuilds_a_stale_one(gguf_path, tmp_path):
+    """`--refresh` (what demo.sh and pipeline.sh run): a directory built with another head is rebuilt with the one
+    asked for; one already carrying it is left alone; a directory that is not a demo model is refused, untouched."""
+    from benchmarks.demo_model import TRAINED_HEAD
+    from training.checkpoint_io import read_head_tensors
+    from training.graft import GraftError, OutputNotEmptyError
+
+    other = TRAINED_HEAD.with_name("smollm2-135m-vanilla-style-k1.safetensors")
+    out = tmp_path / "demo"
+    build_demo_model(out, dtype="bfloat16", head=str(other))
+    stale = read_head_tensors(out)
+    assert build_demo_model(out, dtype="bfloat16", head="trained", refresh=True) == out
+    fresh = read_head_tensors(out)
+    from safetensors.torch import load_file
+
+    want = load_file(str(TRAINED_HEAD))
+    assert fresh.keys() == want.keys() and all(torch.equal(fresh[k], want[k].float().bfloat16()) for k in want)
+    assert any(not torch.equal(fresh[k], stale[k]) for k in want)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no leftover beside it
+    weights = out / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    build_demo_model(out, dtype="bfloat16", head="trained", refresh=True)
+    assert weights.stat().st_mtime_ns == before  # current: not rebuilt
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    with pytest.raises(OutputNotEmptyError, match="not a demo model"):
+        build_demo_model(mine, dtype="bfloat16", head="trained", refresh=True)
+    assert [p.name for p in mine.iterdir()] == ["config.json"]
+    with pytest.raises(GraftError, match="pass head"):
+        build_demo_model(out, dtype="bfloat16", refresh=True)
