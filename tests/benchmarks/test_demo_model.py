@@ -131,7 +131,7 @@ def test_shipped_trained_head_and_maps_serve_losslessly_and_draft(gguf_path, tmp
     fast, counters = _vllm_greedy_with_counters(model, spec, tmp_path, prompts, 48)
     assert fast == plain
     drafts, accepted = counters["vllm:spec_decode_num_drafts"], counters["vllm:spec_decode_num_accepted_tokens"]
-    # accepted tokens per draft = tau - 1: ~0.95 for the shipped head on the benchmark (benchmarks/results/README.md);
+    # accepted tokens per draft = tau - 1: ~1.1 for the shipped head on the benchmark (benchmarks/results/README.md);
     # the untrained graft accepted 0 of 155 drafts
     assert drafts > 0 and accepted / drafts > 0.3, counters
 
@@ -139,6 +139,8 @@ def test_shipped_trained_head_and_maps_serve_losslessly_and_draft(gguf_path, tmp
 def test_refresh_keeps_a_current_demo_model_and_rebuilds_a_stale_one(gguf_path, tmp_path):
     """`--refresh` (what demo.sh and pipeline.sh run): a directory built with another head is rebuilt with the one
     asked for; one already carrying it is left alone; a directory that is not a demo model is refused, untouched."""
+    from safetensors.torch import load_file
+
     from benchmarks.demo_model import TRAINED_HEAD
     from training.checkpoint_io import read_head_tensors
     from training.graft import GraftError, OutputNotEmptyError
@@ -149,8 +151,6 @@ def test_refresh_keeps_a_current_demo_model_and_rebuilds_a_stale_one(gguf_path, 
     stale = read_head_tensors(out)
     assert build_demo_model(out, dtype="bfloat16", head="trained", refresh=True) == out
     fresh = read_head_tensors(out)
-    from safetensors.torch import load_file
-
     want = load_file(str(TRAINED_HEAD))
     assert fresh.keys() == want.keys() and all(torch.equal(fresh[k], want[k].float().bfloat16()) for k in want)
     assert any(not torch.equal(fresh[k], stale[k]) for k in want)
