@@ -511,10 +511,12 @@ def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: i
 
     ``targets`` ([B, n] bool, the positions whose token is trained; serving form only): in the serving form each
     chain reads nothing of another chain but the step-1 keys/values, so only the chains that reach a target are
-    computed beyond those (per row, the span of anchors from the first to the last that does, as wide as a batch's
-    widest: 18 % fewer slots on the throughput benchmark's batches, where prompts and padding are 26 %). out_k is
-    then zero at anchors outside that span, which have no target at step k or later; the loss over ``targets``
-    and its gradient are unchanged.
+    computed beyond those. Their position-wise parts (input_proj, q/k/v, o_proj, MLP, norms) run over exactly
+    those chains, packed; the attention alone over each row's span of anchors from the first to the last that
+    reaches one, as wide as the batch's widest (on the throughput benchmark's batches 34 % of the positions are
+    prompt or padding, the spans hold 20 % more slots than the live chains, and packing cut a training step by
+    ~10 %). out_k is then zero at anchors whose chain reaches no target at step k or later; the loss over
+    ``targets`` and its gradient are unchanged.
     """
     if form not in TRAIN_FORMS:
         raise ValueError(f"form must be one of {TRAIN_FORMS}, got {form!r}")
@@ -546,9 +548,6 @@ def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: i
         y = y + head.mlp(head.post_attention_layernorm(y))
         return head.final_layernorm(y)
 
-    def rows(t, index):  # t [B, L, ...] at index [B, W] -> [B, W, ...]
-        return t.gather(1, index.view(*index.shape, *([1] * (t.ndim - 2))).expand(*index.shape, *t.shape[2:]))
-
     # step 1 over every position: its keys/values are what every chain attends
     pos1 = torch.arange(n - 1, device=dev).unsqueeze(0).expand(B, -1)
     x1 = head.step_input(h_prev[:, : n - 1], embeds[:, 1:n].to(dtype), pos1)
@@ -557,52 +556,86 @@ def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: i
     if targets is None:
         anchors, span = pos1, None  # every chain
     else:
-        anchors, span = _target_span(targets, num_steps)
+        anchors, span, live = _target_span(targets, num_steps)
         if anchors is None:  # nothing trained in this batch
             for k in range(1, min(num_steps, n - 1) + 1):
                 yield k, x1.new_zeros(B, n - k, x1.shape[-1]) + 0.0 * x1.sum()
             return
-    x = x1 if span is None else rows(x1, anchors)
-    q = _attn_q(head, h1 if span is None else rows(h1, anchors), anchors)
-    out = finish(x, _tree_attend(q, k1, v1, [], [], scale, anchors))
-    priv_k, priv_v = [], []  # chain-private K/V of steps 2..k, each [B, heads, W, d] (anchor-indexed)
+    if span is None:
+        yield from _every_chain(head, x1, h1, k1, v1, embeds, anchors, num_steps, finish)
+        return
+    # only the live slots (the chains that reach a target) through the position-wise parts (input_proj, q/k/v,
+    # o_proj, MLP, norms): flat [1, N, H] rows; the attention alone runs anchor-indexed [B, heads, W, d], with
+    # the dead slots (past a row's span, between its turns) zero and never read back
+    bi, ti = ((torch.arange(anchors.shape[1], device=dev)[None, :] < span[:, None]) & live.gather(1, anchors)).nonzero(
+        as_tuple=True)
+    ai = anchors[bi, ti]  # [N] each live slot's anchor position
+
+    def attend(q, priv_k, priv_v):  # flat q [1, heads, N, d] -> flat attention output, same shape
+        return _tree_attend(to_slots(q), k1, v1, priv_k, priv_v, scale, anchors)[bi, :, ti].transpose(0, 1)[None]
+
+    def to_slots(t):  # flat [1, heads, N, d] -> [B, heads, W, d], zero at dead slots
+        slots = t.new_zeros(B, t.shape[1], anchors.shape[1], t.shape[-1])
+        slots[bi, :, ti] = t[0].transpose(0, 1)
+        return slots
+
+    x = x1[bi, ai][None]
+    out = finish(x, attend(_attn_q(head, h1[bi, ai][None], ai[None]), [], []))
+    priv_k, priv_v = [], []  # chain-private K/V of steps 2..k, each [B, heads, W, d] (slot-indexed)
+    for k in range(1, num_steps + 1):
+        length = n - k
+        if length <= 0:
+            return
+        if k > 1:
+            pos = (ai + (k - 1))[None]
+            x = head.step_input(out, embeds[bi, (ai + k).clamp(max=n - 1)][None].to(dtype), pos)
+            q, kk, vv = _attn_qkv(head, x, pos)
+            priv_k, priv_v = priv_k + [to_slots(kk)], priv_v + [to_slots(vv)]
+            out = finish(x, attend(q, priv_k, priv_v))
+        keep = ai < length  # back to anchor positions; chains past the sequence end dropped
+        dense = out.new_zeros(B, length, out.shape[-1])
+        dense[bi[keep], ai[keep]] = out[0, keep]
+        yield k, dense
+
+
+def _every_chain(head, x1, h1, k1, v1, embeds, anchors, num_steps: int, finish):
+    """The serving-form chains anchored at every position (anchors [B, n - 1] = positions): out_k [B, n - k, H]."""
+    n, dtype = embeds.shape[1], x1.dtype
+    q = _attn_q(head, h1, anchors)
+    out = finish(x1, _tree_attend(q, k1, v1, [], [], head.self_attn.scaling, anchors))
+    priv_k, priv_v = [], []  # chain-private K/V of steps 2..k, each [B, heads, n - 1, d]
     for k in range(1, num_steps + 1):
         length = n - k
         if length <= 0:
             return
         if k > 1:
             pos = anchors + (k - 1)
-            x = head.step_input(out, rows(embeds, (anchors + k).clamp(max=n - 1)).to(dtype), pos)
+            x = head.step_input(out, embeds[:, (anchors[0] + k).clamp(max=n - 1)].to(dtype), pos)
             q, kk, vv = _attn_qkv(head, x, pos)
             priv_k, priv_v = priv_k + [kk], priv_v + [vv]
-            out = finish(x, _tree_attend(q, k1, v1, priv_k, priv_v, scale, anchors))
-        if span is None:
-            yield k, out[:, :length]
-        else:  # back to anchor positions; slots past a row's span (clamped repeats) or the sequence end dropped
-            keep = (torch.arange(anchors.shape[1], device=dev)[None, :] < span[:, None]) & (anchors < length)
-            dense = out.new_zeros(B, length, out.shape[-1])
-            dense[keep.nonzero(as_tuple=True)[0], anchors[keep]] = out[keep]
-            yield k, dense
+            out = finish(x, _tree_attend(q, k1, v1, priv_k, priv_v, head.self_attn.scaling, anchors))
+        yield k, out[:, :length]
 
 
 def _target_span(targets: torch.Tensor, num_steps: int):
-    """(anchors [B, W], span [B]): per row the anchors from the first to the last whose chain reaches a target
-    (anchor i's step-k target is position i + k + 1) in its first span[b] slots, W the longest span (shorter rows
-    repeat their last anchor); (None, None) when no row has one."""
+    """(anchors [B, W], span [B], live [B, n - 1]): per row the anchors from the first to the last whose chain
+    reaches a target (anchor i's step-k target is position i + k + 1) in its first span[b] slots, W the longest
+    span (shorter rows repeat their last anchor), and which anchors' chains reach one; (None, None, None) when no
+    row has one."""
     B, n = targets.shape
     live = torch.zeros(B, n - 1, dtype=torch.bool, device=targets.device)
     for k in range(1, num_steps + 1):
         if n - k - 1 > 0:
             live[:, : n - k - 1] |= targets[:, k + 1 :].bool()
     if not live.any():
-        return None, None
+        return None, None, None
     idx = torch.arange(n - 1, device=targets.device)
     first = torch.where(live, idx, n - 1).amin(-1)
     end = torch.where(live, idx + 1, 0).amax(-1)
     first = torch.minimum(first, end)  # rows without any: an empty span at 0
     span = end - first
     anchors = (first[:, None] + torch.arange(int(span.max()), device=targets.device)).clamp(max=n - 2)
-    return anchors, span
+    return anchors, span, live
 
 
 def _attn_q(head: MTPHead, h: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
