@@ -13,6 +13,8 @@ draft vocabulary in the serving attention form (what the shipped heads trained w
 step-1 keys/values, so only the chains that reach a trained token are computed past step 1's keys). Batches
 length-grouped (finetune's default) or drawn at random (the stock Trainer's sampler; what this benchmark used
 before the eighth session).
+The old path runs first with glibc's default malloc, as it was committed, then once more with finetune's
+--keep_freed_memory (training.host_malloc; process-wide from then on, so every later configuration has it).
 Target tokens = assistant tokens trained (each is a CE target at up to K steps). Writes results.json and results.md.
 Run it on a quiet machine: nothing else on the cores.
 """
@@ -81,8 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[throughput] {len(examples)} conversations, {targets} assistant tokens, load {load}", file=sys.stderr)
     random, grouped = ["--train_sampling_strategy", "random"], ["--train_sampling_strategy", "group_by_length"]
     fp32 = k + ["--bf16", "false", "--main_dtype", "float32"]
-    rows[OLD] = _train(a.model, data, work / "old", a.batch, fp32 + grouped)
-    rows["old: text path, fp32, random batches"] = _train(a.model, data, work / "old-random", a.batch, fp32 + random)
+    # the old path as the committed pipeline ran it: glibc's default malloc. The settings of --keep_freed_memory
+    # (on by default) are process-wide and cannot be undone, so these two run first, then the old path with them
+    untuned = ["--keep_freed_memory", "false"]
+    rows[OLD] = _train(a.model, data, work / "old", a.batch, fp32 + grouped + untuned)
+    rows["old: text path, fp32, random batches"] = _train(a.model, data, work / "old-random", a.batch,
+                                                         fp32 + random + untuned)
+    rows["old: text path, fp32, length-grouped, freed memory kept (host_malloc)"] = _train(
+        a.model, data, work / "old-kept", a.batch, fp32 + grouped)
     from training.cache_states import build_cache
 
     t0 = time.time()

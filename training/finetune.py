@@ -34,6 +34,7 @@ from training.checkpoint_io import (
 )
 from training.precision import bf16_native
 from training.from_cache import CachedHeadModule, StatesCollator
+from training.host_malloc import keep_freed_memory
 from training.data import ChatDataset, FinetuneDataError, NoAssistantTokensError, PadCollator, load_chat_jsonl
 from vllm_fastmtp.conventions import CONFIG_KEY, DEFAULT_HIDDEN_STATE, HIDDEN_STATE_CHOICES, HIDDEN_STATE_FIELD
 from training.mtp_head import (
@@ -143,6 +144,12 @@ class FinetuneArguments:
         metadata={"help": "With several draft_vocab maps: 'per_language' (each conversation's CE over the map of its "
                   "prompt's language, chosen by the serving code's detector: what vLLM drafts from, and fewer rows "
                   "a step) or 'union' (over every map's ids, the form before the tenth session)."},
+    )
+    keep_freed_memory: bool = field(
+        default=True,
+        metadata={"help": "Training on CPU with glibc: keep freed tensors' memory in the process for the next step "
+                  "(mallopt, training.host_malloc) instead of faulting in fresh zeroed pages every step; resident "
+                  "memory stays at its high-water mark."},
     )
     train_form: str = field(
         default="paper",
@@ -604,6 +611,8 @@ def run(fa: FinetuneArguments, ta) -> dict:
     from transformers.trainer_utils import get_last_checkpoint
 
     b = build(fa, ta)
+    if fa.keep_freed_memory and ta.device.type == "cpu" and keep_freed_memory():
+        logger.info("malloc: freed memory kept in the process (training.host_malloc)")
     if b.eval is None and ta.eval_strategy != "no":
         raise FinetuneConfigError("eval_strategy is set but there is no eval data (eval_file or eval_fraction)")
     trainer = Trainer(

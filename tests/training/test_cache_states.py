@@ -334,8 +334,9 @@ def test_train_throughput_benchmark_runs_both_paths_on_the_same_data(tiny_random
                  "--out", str(tmp_path / "tp")]) == 0
     res = json.loads((tmp_path / "tp" / "results.json").read_text())
     assert res["conversations"] == 8 and res["assistant_tokens"] > 0
-    old, old_random, new = res["configs"].values()
-    assert old["steps"] == old_random["steps"] == new["steps"] == 2  # one epoch of the same 8 conversations each
+    old, old_random, old_kept, new = res["configs"].values()
+    # one epoch of the same 8 conversations each
+    assert old["steps"] == old_random["steps"] == old_kept["steps"] == new["steps"] == 2
     assert old["x_old"] == 1.0 and new["target_tokens_per_s"] > 0
     md = (tmp_path / "tp" / "results.md").read_text()
     assert "| old: text path, fp32, length-grouped (the committed pipeline) |" in md
