@@ -610,9 +610,9 @@ def run(fa: FinetuneArguments, ta) -> dict:
     from transformers import Trainer
     from transformers.trainer_utils import get_last_checkpoint
 
-    b = build(fa, ta)
-    if fa.keep_freed_memory and ta.device.type == "cpu" and keep_freed_memory():
+    if fa.keep_freed_memory and ta.device.type == "cpu" and keep_freed_memory():  # before a cache build, too
         logger.info("malloc: freed memory kept in the process (training.host_malloc)")
+    b = build(fa, ta)
     if b.eval is None and ta.eval_strategy != "no":
         raise FinetuneConfigError("eval_strategy is set but there is no eval data (eval_file or eval_fraction)")
     trainer = Trainer(

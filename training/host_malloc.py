@@ -3,9 +3,10 @@
 By default glibc hands every block above its mmap threshold (128 KiB, raised dynamically up to 32 MiB) back to
 the kernel when it is freed, and trims the heap top above 128 KiB; the next step's tensors of the same sizes then
 fault in fresh, zeroed pages. On the cached-state path that was ~540k minor page faults per 20 steps and 7-10 % of
-the time (benchmarks/results/train_throughput). Fixing the threshold at its ceiling and not trimming keeps those
-pages mapped: the process's resident memory stays at its high-water mark instead (the same trade jemalloc and
-tcmalloc make, which PyTorch's CPU performance guide recommends preloading; this needs no preload).
+the time (benchmarks/results/train_throughput), and building a state cache took 1.14x as long. Fixing the
+threshold at its ceiling and not trimming keeps those pages mapped: the process's resident memory stays at its
+high-water mark instead (the same trade jemalloc and tcmalloc make, which PyTorch's CPU performance guide
+recommends preloading; this needs no preload). Used by training.finetune and training.cache_states.
 """
 
 from __future__ import annotations
