@@ -4,6 +4,7 @@ mmapped and returned to the kernel on free (the next step faults it back in page
 counters (mallinfo2). Each configuration runs in its own process: mallopt settings are process-wide."""
 
 import ctypes
+import json
 import os
 import subprocess
 import sys
@@ -30,8 +31,6 @@ print(json.dumps({"mapped": mapped, "free_kept": libc.mallinfo2().fordblks}))
 
 
 def _probe(mode: str) -> dict:
-    import json
-
     # glibc's malloc in both: an earlier test's vLLM engine may have put its bundled tcmalloc into LD_PRELOAD
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("MALLOC_")}
     out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True, timeout=300,
