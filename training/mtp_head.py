@@ -553,17 +553,15 @@ def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: i
     x1 = head.step_input(h_prev[:, : n - 1], embeds[:, 1:n].to(dtype), pos1)
     h1 = head.input_layernorm(x1)
     k1, v1 = _attn_kv(head, h1, pos1)
-    if targets is None:
-        anchors, span = pos1, None  # every chain
+    if targets is None:  # every chain
+        anchors, live = pos1, torch.ones(B, n - 1, dtype=torch.bool, device=dev)
+        span = torch.full((B,), n - 1, device=dev)
     else:
         anchors, span, live = _target_span(targets, num_steps)
         if anchors is None:  # nothing trained in this batch
             for k in range(1, min(num_steps, n - 1) + 1):
                 yield k, x1.new_zeros(B, n - k, x1.shape[-1]) + 0.0 * x1.sum()
             return
-    if span is None:
-        yield from _every_chain(head, x1, h1, k1, v1, embeds, anchors, num_steps, finish)
-        return
     # only the live slots (the chains that reach a target) through the position-wise parts (input_proj, q/k/v,
     # o_proj, MLP, norms): flat [1, N, H] rows; the attention alone runs anchor-indexed [B, heads, W, d], with
     # the dead slots (past a row's span, between its turns) zero and never read back
@@ -596,25 +594,6 @@ def chain_outputs(head, hidden: torch.Tensor, embeds: torch.Tensor, num_steps: i
         dense = out.new_zeros(B, length, out.shape[-1])
         dense[bi[keep], ai[keep]] = out[0, keep]
         yield k, dense
-
-
-def _every_chain(head, x1, h1, k1, v1, embeds, anchors, num_steps: int, finish):
-    """The serving-form chains anchored at every position (anchors [B, n - 1] = positions): out_k [B, n - k, H]."""
-    n, dtype = embeds.shape[1], x1.dtype
-    q = _attn_q(head, h1, anchors)
-    out = finish(x1, _tree_attend(q, k1, v1, [], [], head.self_attn.scaling, anchors))
-    priv_k, priv_v = [], []  # chain-private K/V of steps 2..k, each [B, heads, n - 1, d]
-    for k in range(1, num_steps + 1):
-        length = n - k
-        if length <= 0:
-            return
-        if k > 1:
-            pos = anchors + (k - 1)
-            x = head.step_input(out, embeds[:, (anchors[0] + k).clamp(max=n - 1)].to(dtype), pos)
-            q, kk, vv = _attn_qkv(head, x, pos)
-            priv_k, priv_v = priv_k + [kk], priv_v + [vv]
-            out = finish(x, _tree_attend(q, k1, v1, priv_k, priv_v, head.self_attn.scaling, anchors))
-        yield k, out[:, :length]
 
 
 def _target_span(targets: torch.Tensor, num_steps: int):
