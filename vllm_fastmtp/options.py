@@ -18,7 +18,11 @@ from vllm_fastmtp.draft_vocab import DraftVocabConfig
 METHOD = "fastmtp"
 DEFAULT_NUM_SPECULATIVE_TOKENS = 3
 MAX_NUM_SPECULATIVE_TOKENS = 7  # the paper sweeps K up to 7; speed peaks at 3
-HF_CONFIG_ATTR = "fastmtp_serving"  # attribute on the draft hf_config that carries the resolved options
+HF_CONFIG_ATTR = "fastmtp_serving"
+# Opt-in: where the request's own text holds the last 1-3 tokens earlier on (vLLM's ngram prompt lookup), what
+# follows there can replace the head's drafts (drafting.lookup). "agree": only positions 2..K, and only when the
+# head's first draft equals what follows the match; "prefer": every position, whenever there is a match.
+PROMPT_LOOKUP_POLICIES = ("agree", "prefer")  # attribute on the draft hf_config that carries the resolved options
 
 
 class FastMTPConfigError(ValueError):
@@ -34,9 +38,10 @@ class FastMTPOptions:
     hidden_state: str | None = None  # None until resolved: as recorded in the checkpoint (conventions.py)
     draft_vocab: DraftVocabConfig | None = None  # None: draft over the full vocabulary
     tokenizer: str | None = None  # the target's tokenizer (set when resolved): the maps' fingerprint check
+    prompt_lookup: str | None = None  # None: drafts are the head's alone; else a PROMPT_LOOKUP_POLICIES key
 
     # FastMTP-only keys accepted inside --speculative-config next to vLLM's own.
-    KEYS = ("hidden_state", "draft_vocab")
+    KEYS = ("hidden_state", "draft_vocab", "prompt_lookup")
 
     def to_record(self) -> dict:
         """The plain-dict form carried on the draft hf_config."""
@@ -86,6 +91,18 @@ def split_speculative_config(raw: Mapping[str, Any], vllm_keys: set[str]) -> tup
             "speculative_config.draft_vocab needs draft_sample_method 'greedy': a pruned draft has no "
             "full-vocabulary probabilities for probabilistic rejection sampling"
         )
+    prompt_lookup = raw.pop("prompt_lookup", None)
+    if prompt_lookup is not None and prompt_lookup not in PROMPT_LOOKUP_POLICIES:
+        raise FastMTPConfigError(
+            f"speculative_config.prompt_lookup must be one of {PROMPT_LOOKUP_POLICIES} or omitted (the head's "
+            f"drafts alone), got {prompt_lookup!r}"
+        )
+    if prompt_lookup is not None and raw.get("draft_sample_method", "greedy") != "greedy":
+        raise FastMTPConfigError(
+            "speculative_config.prompt_lookup needs draft_sample_method 'greedy': a looked-up token has no draft "
+            "probability for probabilistic rejection sampling"
+        )
     raw["num_speculative_tokens"] = k
     raw["method"] = METHOD
-    return raw, FastMTPOptions(num_speculative_tokens=k, hidden_state=hidden_state, draft_vocab=draft_vocab)
+    return raw, FastMTPOptions(num_speculative_tokens=k, hidden_state=hidden_state, draft_vocab=draft_vocab,
+                               prompt_lookup=prompt_lookup)

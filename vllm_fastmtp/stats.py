@@ -13,6 +13,8 @@ import os
 REQUEST_LANGUAGE: dict[str, str] = {}
 # language -> number of draft rows (request x propose call) drafted with that map
 MAP_ROWS: collections.Counter = collections.Counter()
+# prompt lookup: draft rows seen, and rows whose drafts a lookup match changed
+LOOKUP_ROWS: collections.Counter = collections.Counter()
 # the drafter's resolved settings (set once at load): e.g. {"pick_dtype": "bfloat16"}
 DRAFTER: dict[str, str] = {}
 # When VLLM_FASTMTP_RECORD_DRAFTS=1: (request id, [draft token ids]) per propose call, for parity tests.
@@ -34,5 +36,6 @@ def record_drafts(req_ids, drafts, langs) -> None:
 def reset() -> None:
     REQUEST_LANGUAGE.clear()
     MAP_ROWS.clear()
+    LOOKUP_ROWS.clear()
     DRAFTS.clear()
     DRAFTER.clear()

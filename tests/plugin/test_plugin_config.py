@@ -182,6 +182,12 @@ def test_split_options_unit():
         split_speculative_config({"draft_vocab": {"maps": {"en": "a.pt"}}, "draft_sample_method": "probabilistic"},
                                  vllm_keys)
     assert split_speculative_config({"draft_vocab": None}, vllm_keys)[1].draft_vocab is None
+    assert split_speculative_config({}, vllm_keys)[1].prompt_lookup is None
+    assert split_speculative_config({"prompt_lookup": "agree"}, vllm_keys)[1].prompt_lookup == "agree"
+    with pytest.raises(FastMTPConfigError, match=r"prompt_lookup must be one of \('agree', 'prefer'\)"):
+        split_speculative_config({"prompt_lookup": True}, vllm_keys)
+    with pytest.raises(FastMTPConfigError, match="prompt_lookup needs draft_sample_method 'greedy'"):
+        split_speculative_config({"prompt_lookup": "prefer", "draft_sample_method": "probabilistic"}, vllm_keys)
     # What the workers receive: frozen, and whole after the pickling that carries it to every process.
     assert pickle.loads(pickle.dumps(o)) == o
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -72,3 +72,32 @@ def test_fastmtp_greedy_equals_no_speculation(tiny_random_mimo, reference, tmp_p
     # The reference outputs themselves must be reproducible across batch sizes (float32): otherwise the
     # comparison above would be comparing noise.
     assert reference["outputs"]["1"] == reference["outputs"]["16"]
+
+
+# A counting model continues "...abc" with "defg...", and its head drafts the same. Each prompt also holds that
+# run earlier followed by other text, so a prompt-lookup match proposes the earlier text: with "agree" at
+# positions 2-3 (the head's position 1 agrees), with "prefer" at all three.
+LOOKUP_PROMPTS = ["abcdeXYZ then abc", "mnopq!!! mno", "0123456789 then 012", "rstuv rs"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["agree", "prefer"])
+def test_prompt_lookup_keeps_greedy_output(tiny_counting_mimo, tmp_path, policy):
+    """Prompt lookup only changes what is proposed: the output stays no speculation's, and the lookup really ran
+    (rows changed, and the merged drafts are accepted less than the counting head's own, which are all right)."""
+    job = {"model": str(tiny_counting_mimo), "prompts": LOOKUP_PROMPTS, "max_tokens": MAX_TOKENS,
+           "batch_sizes": [1, 4]}
+    spec = {"method": "fastmtp", "num_speculative_tokens": 3}
+    ref = run_job({**job, "speculative_config": None}, tmp_path, "none")
+    head = run_job({**job, "speculative_config": spec}, tmp_path, "head_alone")
+    got = run_job({**job, "speculative_config": {**spec, "prompt_lookup": policy}}, tmp_path, f"lookup_{policy}")
+    for bs in ("1", "4"):
+        mismatches = [i for i, (a, b) in enumerate(zip(ref["outputs"][bs], got["outputs"][bs])) if a != b]
+        assert not mismatches, f"prompt_lookup={policy} batch={bs}: prompts {mismatches} differ from no speculation"
+        m, h = got["metrics"][bs], head["metrics"][bs]
+        # the head alone: every draft right; merged, some position-2 drafts are the earlier text's, and wrong
+        assert h["accepted_per_pos"][1] == h["accepted_per_pos"][0] > 0
+        assert m["accepted_per_pos"][1] / m["drafts"] < h["accepted_per_pos"][1] / h["drafts"]
+    assert got["drafter"]["prompt_lookup"] == policy
+    assert 0 < got["lookup_rows"]["changed"] < got["lookup_rows"]["rows"]
+    assert head["lookup_rows"] == {}

@@ -91,6 +91,7 @@ def _resolve_options(spec_config, opts: FastMTPOptions) -> FastMTPOptions:
         hidden_state=hidden_state,
         draft_vocab=opts.draft_vocab,  # validated and resolved by _check_draft_vocab
         tokenizer=str(spec_config.target_model_config.tokenizer),
+        prompt_lookup=opts.prompt_lookup,
     )
 
 

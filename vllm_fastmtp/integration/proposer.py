@@ -1,7 +1,7 @@
 """`FastMTPProposer`: vLLM's EagleProposer for method "mtp", plus FastMTP's two serving-side choices.
 
 With a fastmtp config it applies the head's step-1 hidden-state convention and per-request pruned draft
-vocabularies; with any other config it is its parent. vLLM's loop already feeds step k > 1 the head's own output
+vocabularies, and (opt-in) merges a prompt-lookup match into the drafts; with any other config it is its parent. vLLM's loop already feeds step k > 1 the head's own output
 hidden state and the embedding of the token drafted at step k-1, so recursion needs no change here.
 Imported only by `runner_v1.patch_v1_runner`, after it has checked the parent's methods and signatures.
 """
@@ -12,6 +12,7 @@ import inspect
 import logging
 from typing import Callable
 
+import numpy as np
 import torch
 from vllm.v1.spec_decode.eagle import EagleProposer
 
@@ -21,7 +22,8 @@ from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead, resolve_
 from vllm_fastmtp.integration.config import fastmtp_options
 from vllm_fastmtp.integration.linear import draft_linear
 from vllm_fastmtp.integration.version import require
-from vllm_fastmtp.options import FastMTPOptions
+from vllm_fastmtp.lookup import MAX_NGRAM, MIN_NGRAM, merge
+from vllm_fastmtp.options import FastMTPConfigError, FastMTPOptions
 
 logger = logging.getLogger("vllm.fastmtp")
 
@@ -64,6 +66,10 @@ class FastMTPProposer(EagleProposer):
         self._fastmtp_detector = None
         self._fastmtp_head: PrunedDraftHead | None = None
         self._fastmtp_row_langs: list[str] | None = None
+        # Prompt lookup (None: off): vLLM's n-gram matcher, and this step's sampled tokens, which the runner's
+        # token history gets only after propose (None: the history already holds them).
+        self._fastmtp_find = None
+        self._fastmtp_sampled = None
 
     def load_model(self, target_model, *args, **kwargs):
         super().load_model(target_model, *args, **kwargs)
@@ -77,10 +83,29 @@ class FastMTPProposer(EagleProposer):
         self._fastmtp_step1 = hidden_state_transform(target_model, self._fastmtp.hidden_state)
         if self._fastmtp.draft_vocab is not None:
             self._load_draft_vocab()
-        logger.info("fastmtp drafter ready: step-1 hidden state %s, draft vocab %s",
+        if self._fastmtp.prompt_lookup is not None:
+            self._load_prompt_lookup(runner)
+        logger.info("fastmtp drafter ready: step-1 hidden state %s, draft vocab %s, prompt lookup %s",
                     self._fastmtp.hidden_state,
                     "full" if self._fastmtp_head is None
-                    else f"{self._fastmtp_head.describe()} (default {self._fastmtp_vocab.default})")
+                    else f"{self._fastmtp_head.describe()} (default {self._fastmtp_vocab.default})",
+                    self._fastmtp.prompt_lookup or "off")
+
+    def _load_prompt_lookup(self, runner) -> None:
+        if runner is None:
+            raise FastMTPConfigError("speculative_config.prompt_lookup needs vLLM's V1 model runner (the request "
+                                     "token history); this drafter was built without one")
+        if getattr(runner, "use_async_scheduling", False):
+            raise FastMTPConfigError(
+                "speculative_config.prompt_lookup needs synchronous scheduling (with async scheduling the token "
+                "history lags a step): serve with --no-async-scheduling, or drop prompt_lookup")
+        require(runner.input_batch, "token_ids_cpu", type(runner.input_batch).__name__)
+        require(runner.input_batch, "num_tokens_no_spec", type(runner.input_batch).__name__)
+        from vllm.v1.spec_decode import ngram_proposer
+
+        self._fastmtp_find = require(ngram_proposer, "_find_longest_matched_ngram_and_propose_tokens",
+                                     ngram_proposer.__name__)
+        stats.DRAFTER["prompt_lookup"] = self._fastmtp.prompt_lookup
 
     def _load_draft_vocab(self) -> None:
         from transformers import AutoTokenizer
@@ -104,8 +129,45 @@ class FastMTPProposer(EagleProposer):
         if self._fastmtp_head is not None:
             self._fastmtp_row_langs = [self._language_of(r) for r in req_ids]
         drafts = super().propose(*bound.args[1:], **bound.kwargs)
+        if self._fastmtp_find is not None:
+            drafts = self._with_prompt_lookup(drafts, len(req_ids))
         stats.record_drafts(req_ids, drafts, self._fastmtp_row_langs)
         return drafts
+
+    def prepare_next_token_ids_padded(self, sampled_token_ids, *args, **kwargs):
+        # the padded path drafts before the runner's bookkeeping: keep this step's tokens for the lookup
+        self._fastmtp_sampled = sampled_token_ids if self._fastmtp_find is not None else None
+        return super().prepare_next_token_ids_padded(sampled_token_ids, *args, **kwargs)
+
+    def prepare_next_token_ids_cpu(self, *args, **kwargs):
+        self._fastmtp_sampled = None  # the unpadded path drafts after bookkeeping: the history is complete
+        return super().prepare_next_token_ids_cpu(*args, **kwargs)
+
+    def _with_prompt_lookup(self, drafts: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """The head's drafts with each request's prompt-lookup match merged in (`lookup.merge`)."""
+        batch = self._fastmtp_runner.input_batch
+        sampled = None if self._fastmtp_sampled is None else self._fastmtp_sampled[:batch_size].tolist()
+        self._fastmtp_sampled = None
+        rows = drafts.tolist()
+        k, max_len = drafts.shape[1], self.vllm_config.model_config.max_model_len
+        changed = 0
+        for i in range(min(batch_size, len(rows))):
+            history = batch.token_ids_cpu[i, : int(batch.num_tokens_no_spec[i])]
+            if sampled is not None:
+                new = [t for t in sampled[i] if t >= 0]
+                if not new:  # nothing sampled this step (a partial prefill): its drafts are discarded anyway
+                    continue
+                history = np.concatenate([history, np.asarray(new, dtype=history.dtype)])
+            found = self._fastmtp_find(history, MIN_NGRAM, MAX_NGRAM, max_len, k)
+            row = merge(rows[i], found.tolist(), self._fastmtp.prompt_lookup)
+            if row != rows[i]:
+                rows[i] = row
+                changed += 1
+        stats.LOOKUP_ROWS["changed"] += changed
+        stats.LOOKUP_ROWS["rows"] += min(batch_size, len(rows))
+        if not changed:
+            return drafts
+        return torch.tensor(rows, dtype=drafts.dtype, device=drafts.device)
 
     def _greedy_sample(self, hidden_states):
         if self._fastmtp_head is None or self._fastmtp_row_langs is None:

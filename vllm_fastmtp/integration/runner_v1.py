@@ -11,7 +11,8 @@ def patch_v1_runner(module) -> None:
     base = require(module, "EagleProposer", module.__name__)
     if getattr(base, "_fastmtp_subclass", False):
         return
-    for name in ("propose", "load_model", "_greedy_sample"):
+    for name in ("propose", "load_model", "_greedy_sample", "prepare_next_token_ids_padded",
+                 "prepare_next_token_ids_cpu"):
         require(base, name, "EagleProposer")
     require_params(base.propose, ("target_hidden_states", "common_attn_metadata"), "EagleProposer.propose")
     require_params(base.__init__, ("vllm_config", "device", "runner"), "EagleProposer.__init__")
