@@ -105,6 +105,8 @@ class FastMTPProposer(EagleProposer):
 
         self._fastmtp_find = require(ngram_proposer, "_find_longest_matched_ngram_and_propose_tokens",
                                      ngram_proposer.__name__)
+        # numba compiles the matcher on its first call: do it now, not inside the first request's step
+        self._fastmtp_find(np.zeros(8, dtype=runner.input_batch.token_ids_cpu.dtype), MIN_NGRAM, MAX_NGRAM, 8, 1)
         stats.DRAFTER["prompt_lookup"] = self._fastmtp.prompt_lookup
 
     def _load_draft_vocab(self) -> None:

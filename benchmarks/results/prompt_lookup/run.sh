@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The opt-in "prompt_lookup" merge beside the head alone, the shipped head, greedy, batch 1, K=3, CPU float32.
+# usage: run.sh dev    -- the policy is chosen here: 20 prompts never distilled (the first 5 per category of
+#                         prompts/mixed.jsonl lines 12,289-15,862; template prompts like the training ones)
+#        run.sh bench  -- the chosen policy on the 20 benchmark prompts, beside none, ngram and the head alone
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+PY=.venv/bin/python
+M=runs/pipeline/smollm2-mimo   # benchmarks.demo_model --head trained (the shipped head)
+OUT=benchmarks/results/prompt_lookup
+MAPS='"draft_vocab": {"maps": {"en": "vocab_maps/smollm2-en-8k.pt", "zh": "vocab_maps/smollm2-zh-8k.pt"}}'
+FM="{\"method\": \"fastmtp\", $MAPS"
+NGRAM='ngram={"speculative_config": {"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1}}'
+case $1 in
+dev)
+  zcat data/smollm2/prompts/mixed.jsonl.gz | tail -n +12289 > runs/dev-undistilled.jsonl
+  $PY -m benchmarks.run --model $M --dtype float32 --questions runs/dev-undistilled.jsonl --group-by category \
+    --per-category 5 --max-new-tokens 128 --method none --method "$NGRAM" \
+    --method "fastmtp={\"speculative_config\": $FM}}" \
+    --method "fastmtp+agree={\"speculative_config\": $FM, \"prompt_lookup\": \"agree\"}}" \
+    --method "fastmtp+prefer={\"speculative_config\": $FM, \"prompt_lookup\": \"prefer\"}}" \
+    --k 3 --headline-k 3 --rounds "${ROUNDS:-1}" --out-dir $OUT/dev --summary $OUT/dev/summary.json --overwrite ;;
+bench)
+  policy=${POLICY:?set POLICY=agree or prefer, as chosen on the dev prompts}
+  $PY -m benchmarks.run --model $M --dtype float32 --group-by file --per-category 5 --max-new-tokens 128 \
+    --method none --method "$NGRAM" --method "fastmtp={\"speculative_config\": $FM}}" \
+    --method "fastmtp+$policy={\"speculative_config\": $FM, \"prompt_lookup\": \"$policy\"}}" \
+    --k 3 --headline-k 3 \
+    --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl \
+    --rounds "${ROUNDS:-3}" --out-dir $OUT/bench --summary $OUT/bench/summary.json --overwrite ;;
+esac
