@@ -29,3 +29,12 @@ bench)
     --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl \
     --rounds "${ROUNDS:-3}" --out-dir $OUT/bench --summary $OUT/bench/summary.json --overwrite ;;
 esac
+# under load: run.sh load  -- closed loop at 1, 4 and 16 requests in flight, none / the head alone / + prefer
+if [ "$1" = load ]; then
+  $PY -m benchmarks.concurrency --model $M --dtype float32 --method none \
+    --method "fastmtp={\"speculative_config\": $FM}}" \
+    --method "fastmtp+prefer={\"speculative_config\": $FM, \"prompt_lookup\": \"prefer\"}}" \
+    --k 3 --levels 1 4 16 --waves 2 --min-requests 8 --max-new-tokens 64 \
+    --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl \
+    --out-dir $OUT/load --overwrite
+fi
