@@ -38,3 +38,16 @@ if [ "$1" = load ]; then
     --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl \
     --out-dir $OUT/load --overwrite
 fi
+# the table in one run: run.sh full  -- none, ngram, the vanilla-style K=1 head (shipped beside the K=3
+# one), the head alone and + prefer, three interleaved rounds
+if [ "$1" = full ]; then
+  [ -d runs/vanilla-k1 ] || $PY -m benchmarks.demo_model runs/vanilla-k1 --dtype float32 \
+    --head benchmarks/demo_head/smollm2-135m-vanilla-style-k1.safetensors
+  $PY -m benchmarks.run --model $M --dtype float32 --group-by file --per-category 5 --max-new-tokens 128 \
+    --method none --method "$NGRAM" --method "vanilla-style={\"model\": \"runs/vanilla-k1\", \"speculative_config\": $FM}}" \
+    --method "fastmtp={\"speculative_config\": $FM}}" \
+    --method "fastmtp+prefer={\"speculative_config\": $FM, \"prompt_lookup\": \"prefer\"}}" \
+    --k 3 --headline-k 3 \
+    --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl \
+    --rounds "${ROUNDS:-3}" --out-dir $OUT/full --summary $OUT/full/summary.json --overwrite
+fi
