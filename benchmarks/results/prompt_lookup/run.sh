@@ -51,3 +51,10 @@ if [ "$1" = full ]; then
     --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl \
     --rounds "${ROUNDS:-3}" --out-dir $OUT/full --summary $OUT/full/summary.json --overwrite
 fi
+# where a step goes on this machine: run.sh profile  -- none / the head alone / + prefer, 2 prompts per category
+if [ "$1" = profile ]; then
+  $PY -m benchmarks.step_profile --model $M --dtype float32 --method none \
+    --method "fastmtp={\"speculative_config\": $FM}}" \
+    --method "fastmtp+prefer={\"speculative_config\": $FM, \"prompt_lookup\": \"prefer\"}}" \
+    --k 3 --per-category 2 --max-new-tokens 128 --out-dir $OUT/profile
+fi
