@@ -18,11 +18,11 @@ from vllm_fastmtp.draft_vocab import DraftVocabConfig
 METHOD = "fastmtp"
 DEFAULT_NUM_SPECULATIVE_TOKENS = 3
 MAX_NUM_SPECULATIVE_TOKENS = 7  # the paper sweeps K up to 7; speed peaks at 3
-HF_CONFIG_ATTR = "fastmtp_serving"
-# Opt-in: where the request's own text holds the last 1-3 tokens earlier on (vLLM's ngram prompt lookup), what
-# follows there can replace the head's drafts (drafting.lookup). "agree": only positions 2..K, and only when the
-# head's first draft equals what follows the match; "prefer": every position, whenever there is a match.
-PROMPT_LOOKUP_POLICIES = ("agree", "prefer")  # attribute on the draft hf_config that carries the resolved options
+HF_CONFIG_ATTR = "fastmtp_serving"  # attribute on the draft hf_config that carries the resolved options
+# Opt-in: where the request's own text holds its last 2-3 tokens earlier on (vLLM's ngram prompt lookup), what
+# followed there can replace the head's drafts (vllm_fastmtp.lookup). "agree": only positions 2..K, and only when
+# the head's first draft equals what follows the match; "prefer": every position, whenever there is a match.
+PROMPT_LOOKUP_POLICIES = ("agree", "prefer")
 
 
 class FastMTPConfigError(ValueError):

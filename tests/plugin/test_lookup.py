@@ -27,3 +27,17 @@ def test_prefer_replaces_whenever_there_is_a_match():
 def test_unknown_policy():
     with pytest.raises(ValueError, match="unknown prompt_lookup policy 'always'"):
         merge(HEAD, [1], "always")
+
+
+def test_async_scheduling_is_refused_with_the_reason():
+    """Mock runner: async scheduling is GPU-only (the CPU build always schedules synchronously), so this path
+    cannot run here; the refusal comes before anything of the runner is read."""
+    from types import SimpleNamespace
+
+    from vllm_fastmtp.integration.proposer import FastMTPProposer
+    from vllm_fastmtp.options import FastMTPConfigError
+
+    with pytest.raises(FastMTPConfigError, match="prompt_lookup needs synchronous scheduling.*--no-async-scheduling"):
+        FastMTPProposer._load_prompt_lookup(object(), SimpleNamespace(use_async_scheduling=True))
+    with pytest.raises(FastMTPConfigError, match="prompt_lookup needs vLLM's V1 model runner"):
+        FastMTPProposer._load_prompt_lookup(object(), None)

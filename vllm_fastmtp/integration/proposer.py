@@ -1,8 +1,9 @@
-"""`FastMTPProposer`: vLLM's EagleProposer for method "mtp", plus FastMTP's two serving-side choices.
+"""`FastMTPProposer`: vLLM's EagleProposer for method "mtp", plus FastMTP's serving-side choices.
 
 With a fastmtp config it applies the head's step-1 hidden-state convention and per-request pruned draft
-vocabularies, and (opt-in) merges a prompt-lookup match into the drafts; with any other config it is its parent. vLLM's loop already feeds step k > 1 the head's own output
-hidden state and the embedding of the token drafted at step k-1, so recursion needs no change here.
+vocabularies, and (opt-in) merges a prompt-lookup match into the drafts; with any other config it is its parent.
+vLLM's loop already feeds step k > 1 the head's own output hidden state and the embedding of the token drafted at
+step k-1, so recursion needs no change here.
 Imported only by `runner_v1.patch_v1_runner`, after it has checked the parent's methods and signatures.
 """
 

@@ -58,3 +58,11 @@ if [ "$1" = profile ]; then
     --method "fastmtp+prefer={\"speculative_config\": $FM, \"prompt_lookup\": \"prefer\"}}" \
     --k 3 --per-category 2 --max-new-tokens 128 --out-dir $OUT/profile
 fi
+# K with the lookup, on the dev prompts only: run.sh ksweep  -- the head alone and + prefer at K = 3, 4, 5
+if [ "$1" = ksweep ]; then
+  zcat data/smollm2/prompts/mixed.jsonl.gz | tail -n +12289 > runs/dev-undistilled.jsonl
+  $PY -m benchmarks.run --model $M --dtype float32 --questions runs/dev-undistilled.jsonl --group-by category \
+    --per-category 5 --max-new-tokens 128 --method none --method "fastmtp={\"speculative_config\": $FM}}" \
+    --method "fastmtp+prefer={\"speculative_config\": $FM, \"prompt_lookup\": \"prefer\"}}" \
+    --k 3 4 5 --headline-k 3 --rounds 1 --out-dir $OUT/dev_k --summary $OUT/dev_k/summary.json --overwrite
+fi
