@@ -80,17 +80,30 @@ def test_fastmtp_greedy_equals_no_speculation(tiny_random_mimo, reference, tmp_p
 LOOKUP_PROMPTS = ["abcdeXYZ then abc", "mnopq!!! mno", "0123456789 then 012", "rstuv rs"]
 
 
+LOOKUP_SPEC = {"method": "fastmtp", "num_speculative_tokens": 3}
+
+
+def _lookup_job(model) -> dict:
+    return {"model": str(model), "prompts": LOOKUP_PROMPTS, "max_tokens": MAX_TOKENS, "batch_sizes": [1, 4]}
+
+
+@pytest.fixture(scope="module")
+def counting_baselines(tiny_counting_mimo, tmp_path_factory):
+    """No speculation and the head alone on LOOKUP_PROMPTS, run once for both policies."""
+    tmp = tmp_path_factory.mktemp("lookup_baselines")
+    job = _lookup_job(tiny_counting_mimo)
+    return (run_job({**job, "speculative_config": None}, tmp, "none"),
+            run_job({**job, "speculative_config": LOOKUP_SPEC}, tmp, "head_alone"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", ["agree", "prefer"])
-def test_prompt_lookup_keeps_greedy_output(tiny_counting_mimo, tmp_path, policy):
+def test_prompt_lookup_keeps_greedy_output(tiny_counting_mimo, counting_baselines, tmp_path, policy):
     """Prompt lookup only changes what is proposed: the output stays no speculation's, and the lookup really ran
     (rows changed, and the merged drafts are accepted less than the counting head's own, which are all right)."""
-    job = {"model": str(tiny_counting_mimo), "prompts": LOOKUP_PROMPTS, "max_tokens": MAX_TOKENS,
-           "batch_sizes": [1, 4]}
-    spec = {"method": "fastmtp", "num_speculative_tokens": 3}
-    ref = run_job({**job, "speculative_config": None}, tmp_path, "none")
-    head = run_job({**job, "speculative_config": spec}, tmp_path, "head_alone")
-    got = run_job({**job, "speculative_config": {**spec, "prompt_lookup": policy}}, tmp_path, f"lookup_{policy}")
+    ref, head = counting_baselines
+    got = run_job({**_lookup_job(tiny_counting_mimo), "speculative_config": {**LOOKUP_SPEC, "prompt_lookup": policy}},
+                  tmp_path, f"lookup_{policy}")
     for bs in ("1", "4"):
         mismatches = [i for i, (a, b) in enumerate(zip(ref["outputs"][bs], got["outputs"][bs])) if a != b]
         assert not mismatches, f"prompt_lookup={policy} batch={bs}: prompts {mismatches} differ from no speculation"
