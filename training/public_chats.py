@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.questions import bundled_paths
-from training.files import atomic_write
+from training.files import atomic_write, read_jsonl
 from training.public_prompts import (
     SHAREGPT_MEMBER,
     BenchmarkFilter,
@@ -43,16 +43,10 @@ def held_out_ids(paths: list[Path]) -> set[str]:
     """ShareGPT ids of held-out curated records (``orig_id`` ``sharegpt-<id>``)."""
     ids = set()
     for path in paths:
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    orig = json.loads(line).get("orig_id")
-                except (json.JSONDecodeError, AttributeError):
-                    raise PublicPromptsError(f"--held-out {path}:{n}: expected a JSON object (a curated record)") from None
-                if isinstance(orig, str) and orig.startswith("sharegpt-"):
-                    ids.add(orig[len("sharegpt-"):])
+        for _, rec in read_jsonl(path, lambda msg: PublicPromptsError(f"--held-out {msg}")):
+            orig = rec.get("orig_id")
+            if isinstance(orig, str) and orig.startswith("sharegpt-"):
+                ids.add(orig[len("sharegpt-"):])
     return ids
 
 

@@ -76,7 +76,10 @@ def test_public_chats_refuse_bad_input_before_writing(wheel, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not json\n")
     assert main(["--sharegpt", str(share), "--held-out", str(bad), "--out", str(out)]) == 1
-    assert f"--held-out {bad}:1: expected a JSON object" in capsys.readouterr().err
+    assert f"--held-out {bad}:1: malformed JSON" in capsys.readouterr().err
+    bad.write_text('{"orig_id": "sharegpt-h_0"}\n[1, 2]\n')
+    assert main(["--sharegpt", str(share), "--held-out", str(bad), "--out", str(out)]) == 1
+    assert f"--held-out {bad}:2: expected a JSON object" in capsys.readouterr().err
     assert main(["--sharegpt", str(held), "--out", str(out)]) == 1  # not a ShareGPT file
     assert f"{held}: no ShareGPT conversation" in capsys.readouterr().err
     with pytest.raises(SystemExit):
