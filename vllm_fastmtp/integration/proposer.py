@@ -151,10 +151,10 @@ class FastMTPProposer(EagleProposer):
         batch = self._fastmtp_runner.input_batch
         sampled = None if self._fastmtp_sampled is None else self._fastmtp_sampled[:batch_size].tolist()
         self._fastmtp_sampled = None
-        rows = drafts.tolist()
-        k, max_len = drafts.shape[1], self.vllm_config.model_config.max_model_len
+        rows = None  # the head's drafts as lists, made only once a request has a match
+        n, k, max_len = min(batch_size, drafts.shape[0]), drafts.shape[1], self.vllm_config.model_config.max_model_len
         changed = 0
-        for i in range(min(batch_size, len(rows))):
+        for i in range(n):
             history = batch.token_ids_cpu[i, : int(batch.num_tokens_no_spec[i])]
             if sampled is not None:
                 new = [t for t in sampled[i] if t >= 0]
@@ -162,12 +162,15 @@ class FastMTPProposer(EagleProposer):
                     continue
                 history = np.concatenate([history, np.asarray(new, dtype=history.dtype)])
             found = self._fastmtp_find(history, MIN_NGRAM, MAX_NGRAM, max_len, k)
+            if not len(found):
+                continue
+            rows = drafts.tolist() if rows is None else rows
             row = merge(rows[i], found.tolist(), self._fastmtp.prompt_lookup)
             if row != rows[i]:
                 rows[i] = row
                 changed += 1
         stats.LOOKUP_ROWS["changed"] += changed
-        stats.LOOKUP_ROWS["rows"] += min(batch_size, len(rows))
+        stats.LOOKUP_ROWS["rows"] += n
         if not changed:
             return drafts
         return torch.tensor(rows, dtype=drafts.dtype, device=drafts.device)
