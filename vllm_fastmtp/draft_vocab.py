@@ -85,14 +85,14 @@ class PrunedDraftHead:
         """Greedy draft tokens (full-vocabulary ids), each row scored only over its language's map."""
         if langs and len(langs) == hidden.shape[0] and langs[0] in self.ids and langs.count(langs[0]) == len(langs):
             # the common case (batch 1, or one language): no row groups, no gather/scatter, nothing allocated
-            local = self.sub_logits(hidden, langs[0]).argmax(dim=-1)
+            local = _argmax(self.sub_logits(hidden, langs[0]))
             ids = self.ids[langs[0]]
             return local if ids is None else ids[local]
         groups = self._groups(langs, hidden.shape[0])
         out = torch.empty(hidden.shape[0], dtype=torch.long, device=hidden.device)
         for lang, rows in groups.items():
             rows = rows.to(hidden.device)
-            local = self.sub_logits(hidden.index_select(0, rows), lang).argmax(dim=-1)
+            local = _argmax(self.sub_logits(hidden.index_select(0, rows), lang))
             ids = self.ids[lang]
             out[rows] = local if ids is None else ids[local]
         return out
@@ -101,6 +101,14 @@ class PrunedDraftHead:
         """``en: 32768 ids, zh: full; map rows in bfloat16`` for the start-up log."""
         maps = ", ".join(f"{lang}: {'full' if ids is None else f'{ids.numel()} ids'}" for lang, ids in self.ids.items())
         return f"{maps}; map rows in {str(self.dtype).removeprefix('torch.')}"
+
+
+def _argmax(logits: torch.Tensor) -> torch.Tensor:
+    """Row argmax; on CPU bf16/fp16 logits are widened first (exact, same ids), because torch's CPU argmax over
+    bf16 is ~4x slower than the cast plus an fp32 argmax (27 against 7 us for 8,192 ids on this machine)."""
+    if logits.device.type == "cpu" and logits.dtype in (torch.bfloat16, torch.float16):
+        logits = logits.float()
+    return logits.argmax(dim=-1)
 
 
 PICK_DTYPES = ("auto", "model", "bfloat16", "float16", "float32")

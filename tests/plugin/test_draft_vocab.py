@@ -253,6 +253,41 @@ def test_vllm_kernel_head_drafts_what_the_plain_head_drafts(rows, dtype):
     assert one[[0, 2, 3]].tolist() == got[[0, 2, 3]].tolist()
 
 
+def test_plain_linears_are_packed_in_place_with_the_same_math():
+    """`pack_plain_linears` swaps exact ``torch.nn.Linear`` layers (MiMo's MTP input_proj) for vLLM's prepared CPU
+    GEMM: same parameters (shared, not copied), same outputs; layers of other types are left alone."""
+    from vllm_fastmtp.integration.linear import pack_plain_linears
+
+    class Sub(torch.nn.Linear):  # stands for any other linear type: not swapped
+        pass
+
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.block = torch.nn.Module()
+    model.block.proj = torch.nn.Linear(96, 40, bias=False)
+    model.out = torch.nn.Linear(40, 24, bias=True)
+    model.other = Sub(24, 8)
+    weights = [model.block.proj.weight, model.out.weight, model.out.bias]
+    x = torch.randn(5, 96)
+    want = model.other(model.out(model.block.proj(x)))
+    assert pack_plain_linears(model) == ["block.proj", "out"]
+    assert type(model.block.proj) is not torch.nn.Linear and type(model.other) is Sub
+    assert [model.block.proj.weight, model.out.weight, model.out.bias] == weights
+    assert all(a is b for a, b in zip([model.block.proj.weight, model.out.weight, model.out.bias], weights))
+    got = model.other(model.out(model.block.proj(x)))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert pack_plain_linears(model) == []  # nothing left to pack
+
+
+def test_draft_argmax_widens_half_logits_without_changing_ids():
+    from vllm_fastmtp.draft_vocab import _argmax
+
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(7, 8192, generator=g).to(torch.bfloat16)
+    logits[0, [10, 20]] = 50.0  # a tie: the first index wins either way
+    assert _argmax(logits).tolist() == logits.argmax(-1).tolist() and int(_argmax(logits)[0]) == 10
+
+
 def test_full_vocabulary_language_is_never_prepared_as_a_copy():
     """A null map scores through ``full`` (serving: the model's compute_logits over vLLM's already-prepared lm_head)
     and never asks ``linear`` to prepare the whole lm_head again (a second ~1.2 GB copy in bf16 on MiMo-7B)."""

@@ -4,6 +4,7 @@ Maps for the tiny byte-level tokenizer are written by the test in the FR-Spec fo
 """
 
 import json
+import re
 
 import pytest
 import torch
@@ -71,6 +72,9 @@ def test_pruned_map_really_restricts_drafts(tmp_path):
     from vllm_fastmtp.precision import bf16_native
 
     assert pruned["drafter"]["pick_dtype"] == ("bfloat16" if bf16_native("cpu") else "float32")
+    # MiMo's MTP input_proj is a plain torch Linear: both engines draft through vLLM's prepared CPU GEMM instead
+    for job in (full, pruned):
+        assert re.fullmatch(r"model\.mtp_layers\.\d+\.input_proj", job["drafter"]["packed_linears"]), job["drafter"]
     assert all(d < 128 or d in SPECIALS for _, drafts in pruned["drafts"] for d in drafts)
     assert any(d >= 128 for _, drafts in full["drafts"] for d in drafts)
     acc = lambda r: r["metrics"]["4"]["accepted"] / r["metrics"]["4"]["draft_tokens"]  # noqa: E731

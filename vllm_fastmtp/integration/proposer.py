@@ -21,7 +21,7 @@ from vllm_fastmtp import stats
 from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
 from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead, resolve_pick_dtype
 from vllm_fastmtp.integration.config import fastmtp_options
-from vllm_fastmtp.integration.linear import draft_linear
+from vllm_fastmtp.integration.linear import draft_linear, pack_plain_linears
 from vllm_fastmtp.integration.version import require
 from vllm_fastmtp.lookup import MAX_NGRAM, MIN_NGRAM, merge
 from vllm_fastmtp.options import FastMTPConfigError, FastMTPOptions
@@ -82,6 +82,9 @@ class FastMTPProposer(EagleProposer):
             require(runner.input_batch, "req_ids", type(runner.input_batch).__name__)
             require(runner, "requests", type(runner).__name__)
         self._fastmtp_step1 = hidden_state_transform(target_model, self._fastmtp.hidden_state)
+        packed = pack_plain_linears(self.model)
+        if packed:
+            stats.DRAFTER["packed_linears"] = ",".join(packed)
         if self._fastmtp.draft_vocab is not None:
             self._load_draft_vocab()
         if self._fastmtp.prompt_lookup is not None:
