@@ -28,6 +28,8 @@ ARMS: dict[str, dict[str, str | None]] = {
     "KL 0.5 to top-20": {"distill_weight": "0.5"},
     "serving attention form": {"train_form": "serving"},
     "full-vocabulary CE": {"draft_vocab": None},
+    # the shipped recipe's form (serving), with and without the draft-vocabulary restriction
+    "serving form, full-vocabulary CE": {"train_form": "serving", "draft_vocab": None},
 }
 
 
