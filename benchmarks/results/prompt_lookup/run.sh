@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PY=.venv/bin/python
 M=runs/pipeline/smollm2-mimo   # benchmarks.demo_model --head trained (the shipped head)
-OUT=benchmarks/results/prompt_lookup
+OUT=${OUT:-benchmarks/results/prompt_lookup}  # OUT=... writes a later session's rerun elsewhere
 MAPS='"draft_vocab": {"maps": {"en": "vocab_maps/smollm2-en-8k.pt", "zh": "vocab_maps/smollm2-zh-8k.pt"}}'
 FM="{\"method\": \"fastmtp\", $MAPS"
 NGRAM='ngram={"speculative_config": {"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1}}'
