@@ -89,11 +89,12 @@ class FastMTPProposer(EagleProposer):
             self._load_draft_vocab()
         if self._fastmtp.prompt_lookup is not None:
             self._load_prompt_lookup(runner)
-        logger.info("fastmtp drafter ready: step-1 hidden state %s, draft vocab %s, prompt lookup %s",
+        logger.info("fastmtp drafter ready: step-1 hidden state %s, draft vocab %s, prompt lookup %s, "
+                    "torch Linear layers on vLLM's CPU GEMM: %s",
                     self._fastmtp.hidden_state,
                     "full" if self._fastmtp_head is None
                     else f"{self._fastmtp_head.describe()} (default {self._fastmtp_vocab.default})",
-                    self._fastmtp.prompt_lookup or "off")
+                    self._fastmtp.prompt_lookup or "off", ", ".join(packed) or "none")
 
     def _load_prompt_lookup(self, runner) -> None:
         if runner is None:
