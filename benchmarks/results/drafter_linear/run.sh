@@ -20,3 +20,12 @@ git checkout -q HEAD -- vllm_fastmtp/
 # before1..after2/ here hold each run's results.json and table.md (the engine logs stay in runs/)
 # after the change: the five engines in one run, three interleaved rounds (../prompt_lookup/run.sh full)
 OUT=benchmarks/results/drafter_linear bash benchmarks/results/prompt_lookup/run.sh full
+# K = 2 against 3 on the dev prompts (never distilled; not the benchmark's), the head alone and + prefer, two
+# interleaved rounds: does the dearer verification on this machine move the best K?
+PY=.venv/bin/python
+FMV='{"method": "fastmtp", "draft_vocab": {"maps": {"en": "vocab_maps/smollm2-en-8k.pt", "zh": "vocab_maps/smollm2-zh-8k.pt"}}'
+zcat data/smollm2/prompts/mixed.jsonl.gz | tail -n +12289 > runs/dev-undistilled.jsonl
+$PY -m benchmarks.run --model $M --dtype float32 --questions runs/dev-undistilled.jsonl --group-by category \
+  --per-category 5 --max-new-tokens 128 --method none --method "fastmtp={\"speculative_config\": $FMV}}" \
+  --method "fastmtp+prefer={\"speculative_config\": $FMV, \"prompt_lookup\": \"prefer\"}}" \
+  --k 2 3 --headline-k 3 --rounds 2 --out-dir benchmarks/results/drafter_linear/dev_k --overwrite
