@@ -2,7 +2,9 @@
 
 On CPU, vLLM prepacks every unquantized linear weight once (oneDNN, or its small-GEMM kernel). For a batch-1 pick
 over a map's rows with cold caches (as in a draft step), `benchmarks/pick_kernel.py` measured it 1.1-1.8x faster
-than torch's matmul in bf16 and ~10 % slower in fp32 (results/pick_kernel_h*.md), so fp32 keeps ``F.linear``.
+than torch's matmul in bf16 and ~10 % slower in fp32 (results/pick_kernel_h*.md), so an fp32 pick keeps
+``F.linear``. The draft model's own small projections are another shape: there vLLM's kernel wins in fp32 too
+(MiMo's input_proj 158 against 52 us, results/drafter_linear/), so `pack_plain_linears` uses it whatever the dtype.
 Elsewhere (CUDA) vLLM's unquantized path is ``F.linear`` itself.
 """
 
@@ -86,7 +88,7 @@ def pack_plain_linears(model: torch.nn.Module) -> list[str]:
 
     dispatch = require(layer_utils, "dispatch_cpu_unquantized_gemm", "vllm.model_executor.layers.utils")
     require_params(dispatch, ("layer", "remove_weight"), "vllm.model_executor.layers.utils.dispatch_cpu_unquantized_gemm")
-    names = [name for name, m in model.named_modules() if type(m) is torch.nn.Linear and m.weight.dim() == 2]
+    names = [name for name, m in model.named_modules() if type(m) is torch.nn.Linear]
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
