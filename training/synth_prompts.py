@@ -16,6 +16,8 @@ their text (``benchmarks.questions`` checks the overlap before a benchmark runs)
                HumanEval-shaped doctest completions; off by default (``--mixed-name`` keeps the sets apart)
 * ``docstring``  HumanEval-shaped completions from prose docstrings (no examples) of every installed package's
                public functions: a larger pool than ``doctest``, disjoint from it; off by default
+               (``--code-roots`` harvests both from other source trees, e.g. unzipped wheels, once the installed
+               ones are used up)
 
 Also writes ``mixed.jsonl``: all four interleaved in proportion, so ``training.distill --limit N`` (or stopping a
 run early; distill resumes) keeps the category mix of the whole set. Deterministic for a given ``--seed``. Online users should prefer real prompt sets (``hf:`` inputs of distill).
@@ -299,17 +301,18 @@ def _tasks(rng: random.Random, n: int) -> list[list[str]]:
     return synth_tasks.mt_tasks(rng, n, TOPICS)
 
 
-def _doctest(rng: random.Random, n: int) -> list[str]:
-    return [CODE_HEADER.format(src=s) for s in synth_tasks.doctest_functions(rng, n)]
+def _doctest(rng: random.Random, n: int, roots: list[Path] | None = None) -> list[str]:
+    return [CODE_HEADER.format(src=s) for s in synth_tasks.doctest_functions(rng, n, roots)]
 
 
-def _docstring(rng: random.Random, n: int) -> list[str]:
-    return [CODE_HEADER.format(src=s) for s in synth_tasks.docstring_functions(rng, n)]
+def _docstring(rng: random.Random, n: int, roots: list[Path] | None = None) -> list[str]:
+    return [CODE_HEADER.format(src=s) for s in synth_tasks.docstring_functions(rng, n, roots)]
 
 
 BUILDERS = {"general": _general, "math": _math, "code": _code, "chinese": _chinese, "tasks": _tasks, "doctest": _doctest,
             "docstring": _docstring}
 DEFAULT_COUNTS = {"general": 800, "math": 300, "code": 300, "chinese": 300, "tasks": 0, "doctest": 0, "docstring": 0}
+HARVESTED = ("doctest", "docstring")  # the builders that read source trees (--code-roots)
 
 
 def _write_jsonl(path: Path, lines: list[str]) -> None:
@@ -343,16 +346,20 @@ def first_turns(paths: list[Path]) -> set[str]:
 
 
 def write(
-    out_dir: Path, counts: dict[str, int], seed: int, mixed_name: str = "mixed.jsonl", exclude: set[str] = frozenset()
+    out_dir: Path, counts: dict[str, int], seed: int, mixed_name: str = "mixed.jsonl", exclude: set[str] = frozenset(),
+    code_roots: list[Path] | None = None,
 ) -> dict[str, int]:
     """One file per category asked for (a count of 0 writes none, so a second set leaves the first one's files),
-    plus ``mixed_name`` interleaving them. Prompts whose first turn is in ``exclude`` (an earlier set's) are dropped."""
+    plus ``mixed_name`` interleaving them. Prompts whose first turn is in ``exclude`` (an earlier set's) are dropped.
+    ``code_roots``: the source trees the doctest/docstring builders harvest (default: the installed stdlib and
+    site-packages, whose pool the earlier sets used up)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     per_cat = {}
     for cat, n in counts.items():
         if n == 0:
             continue
-        prompts = BUILDERS[cat](random.Random(f"{seed}:{cat}"), n)
+        rng = random.Random(f"{seed}:{cat}")
+        prompts = BUILDERS[cat](rng, n, code_roots) if cat in HARVESTED else BUILDERS[cat](rng, n)
         prompts = [q for q in prompts if (q[0] if isinstance(q, list) else q) not in exclude]
         random.Random(f"{seed}:{cat}:order").shuffle(prompts)
         if cat == "general":
@@ -378,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
                    "needs its own: distill ids carry the file name and line)")
     p.add_argument("--exclude", nargs="*", type=Path, default=[], metavar="FILE",
                    help="earlier prompt files (.jsonl or .jsonl.gz): prompts with the same first turn are left out")
+    p.add_argument("--code-roots", nargs="+", type=Path, default=None, metavar="DIR",
+                   help="source trees the doctest/docstring prompts are harvested from, instead of the installed "
+                   "stdlib and site-packages (e.g. wheels downloaded with `pip download --no-deps` and unzipped "
+                   "into one folder: the package folders sit directly under DIR, as in site-packages)")
     a = p.parse_args(argv)
     counts = {c: getattr(a, c) for c in BUILDERS}
     bad = [c for c, n in counts.items() if n < 0]
@@ -390,7 +401,13 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(f) for f in a.exclude if not f.is_file()]
     if missing:
         p.error(f"--exclude: no such file: {', '.join(missing)}")
-    for cat, n in write(a.out_dir, counts, a.seed, a.mixed_name, first_turns(a.exclude)).items():
+    if a.code_roots is not None:
+        bad = [str(d) for d in a.code_roots if not d.is_dir()]
+        if bad:
+            p.error(f"--code-roots: not a directory: {', '.join(bad)}")
+        if not any(counts[c] for c in HARVESTED):
+            p.error("--code-roots is read by --doctest and --docstring only; both are 0")
+    for cat, n in write(a.out_dir, counts, a.seed, a.mixed_name, first_turns(a.exclude), a.code_roots).items():
         print(f"{a.out_dir / (cat + '.jsonl')}: {n} prompts" + ("" if n == counts[cat] else f" (asked {counts[cat]}; fewer distinct exist, or excluded)"))
     return 0
 

@@ -119,3 +119,36 @@ def test_every_count_zero_or_a_category_name_as_mixed_name_is_refused(tmp_path, 
         main([str(tmp_path), "--mixed-name", "math.jsonl"])
     assert "--mixed-name 'math.jsonl'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_code_roots_replace_the_installed_trees_and_are_checked(tmp_path, monkeypatch, capsys):
+    import json
+
+    import pytest
+
+    from training import synth_tasks
+
+    def tree(root, name, body):
+        (root / name).mkdir(parents=True)
+        (root / name / "mod.py").write_text(body)
+
+    example = "    '''{what}, a function whose docstring shows how it is called.\n\n    >>> {call}\n    3\n    '''\n"
+    installed, wheels = tmp_path / "site", tmp_path / "wheels"
+    tree(installed, "old", "def add(a, b):\n" + example.format(what="Add two numbers", call="add(1, 2)"))
+    tree(wheels, "newpkg", "def plus(a, b):\n" + example.format(what="Sum two numbers", call="plus(1, 2)"))
+    monkeypatch.setattr(synth_tasks.sysconfig, "get_paths", lambda: {"stdlib": str(installed), "purelib": str(installed)})
+    zero = ["--general", "0", "--math", "0", "--code", "0", "--chinese", "0"]
+    out = tmp_path / "p"
+    assert main([str(out), *zero, "--doctest", "5", "--mixed-name", "code3.jsonl", "--code-roots", str(wheels)]) == 0
+    got = [json.loads(line)["turns"][0] for line in open(out / "doctest.jsonl")]
+    assert len(got) == 1 and "def plus(a, b):" in got[0]  # the root's function, not the installed tree's
+    assert main([str(tmp_path / "q"), *zero, "--doctest", "5", "--mixed-name", "code3.jsonl"]) == 0
+    assert "def add(a, b):" in (tmp_path / "q" / "doctest.jsonl").read_text()  # without it: the installed trees
+
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "r"), *zero, "--doctest", "5", "--code-roots", str(tmp_path / "nowhere")])
+    assert f"--code-roots: not a directory: {tmp_path / 'nowhere'}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "r"), "--code-roots", str(wheels)])  # the default counts build no harvested category
+    assert "--code-roots is read by --doctest and --docstring only" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
