@@ -216,7 +216,7 @@ if want bench; then
     --method "vanilla-style={\"model\": \"$R/ft-k1/final\", \"speculative_config\": $FM}" \
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
     --method "fastmtp={\"speculative_config\": $FM}" \
-    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl --rounds "${ROUNDS:-1}" \
+    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3}.jsonl --rounds "${ROUNDS:-1}" \
     --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
 fi

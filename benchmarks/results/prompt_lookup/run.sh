@@ -26,7 +26,7 @@ bench)
     --method none --method "$NGRAM" --method "fastmtp={\"speculative_config\": $FM}}" \
     --method "fastmtp+$policy={\"speculative_config\": $FM, \"prompt_lookup\": \"$policy\"}}" \
     --k 3 --headline-k 3 \
-    --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl \
+    --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3}.jsonl \
     --rounds "${ROUNDS:-3}" --out-dir $OUT/bench --summary $OUT/bench/summary.json --overwrite ;;
 esac
 # under load: run.sh load  -- closed loop at 1, 4 and 16 requests in flight, none / the head alone / + prefer
@@ -35,7 +35,7 @@ if [ "$1" = load ]; then
     --method "fastmtp={\"speculative_config\": $FM}}" \
     --method "fastmtp+prefer={\"speculative_config\": $FM, \"prompt_lookup\": \"prefer\"}}" \
     --k 3 --levels 1 4 16 --waves 2 --min-requests 8 --max-new-tokens 64 \
-    --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl \
+    --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3}.jsonl \
     --out-dir $OUT/load --overwrite
 fi
 # the table in one run: run.sh full  -- none, ngram, the vanilla-style K=1 head (shipped beside the K=3
@@ -48,7 +48,7 @@ if [ "$1" = full ]; then
     --method "fastmtp={\"speculative_config\": $FM}}" \
     --method "fastmtp+prefer={\"speculative_config\": $FM, \"prompt_lookup\": \"prefer\"}}" \
     --k 3 --headline-k 3 \
-    --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl \
+    --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3}.jsonl \
     --rounds "${ROUNDS:-3}" --out-dir $OUT/full --summary $OUT/full/summary.json --overwrite
 fi
 # where a step goes on this machine: run.sh profile  -- none / the head alone / + prefer, 2 prompts per category
