@@ -49,15 +49,6 @@ offline)
       > runs/off19-$name-$s.log 2>&1
     $PY -c "import json; m=json.load(open('runs/off19/$name/$s/finetune_result.json'))['metrics']; print('$name', '$s', *[round(100*m[f'eval_accept_pos{k}'],2) for k in (1,2,3)])"
   done ;;
-served)  # one round (greedy: tau and acceptance are deterministic per head), beside none for the lossless check
-  out=$2; shift 2
-  MJ='"draft_vocab": {"maps": {"en": "vocab_maps/smollm2-en-8k.pt", "zh": "vocab_maps/smollm2-zh-8k.pt"}}'
-  methods=(--method none)
-  for nm in "$@"; do
-    methods+=(--method "${nm%%=*}={\"model\": \"${nm#*=}\", \"speculative_config\": {\"method\": \"fastmtp\", $MJ}}")
-  done
-  $PY -m benchmarks.run --model $M --dtype float32 --group-by file --per-category 5 --max-new-tokens 128 \
-    "${methods[@]}" --k 3 --headline-k 3 \
-    --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3}.jsonl \
-    --rounds "${ROUNDS:-1}" --out-dir "$out" --summary "$out/summary.json" --overwrite ;;
+served)  # none + each head, one round: ../serve_heads.sh
+  shift; bash benchmarks/results/serve_heads.sh "$@" ;;
 esac

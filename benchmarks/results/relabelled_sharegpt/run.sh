@@ -30,16 +30,7 @@ offline)
   done ;;
 esac
 # served acceptance (greedy: deterministic per head, one round), beside no speculation for the lossless check
-# usage: run.sh served OUT NAME=MODEL_DIR ...
+# usage: run.sh served OUT NAME=MODEL_DIR ...  (../serve_heads.sh)
 if [ "$1" = served ]; then
-  out=$2; shift 2
-  MJ='"draft_vocab": {"maps": {"en": "vocab_maps/smollm2-en-8k.pt", "zh": "vocab_maps/smollm2-zh-8k.pt"}}'
-  methods=(--method none)
-  for nm in "$@"; do
-    methods+=(--method "${nm%%=*}={\"model\": \"${nm#*=}\", \"speculative_config\": {\"method\": \"fastmtp\", $MJ}}")
-  done
-  $PY -m benchmarks.run --model runs/pipeline/smollm2-mimo --dtype float32 --group-by file --per-category 5 \
-    --max-new-tokens 128 "${methods[@]}" --k 3 --headline-k 3 \
-    --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3}.jsonl \
-    --rounds "${ROUNDS:-1}" --out-dir "$out" --summary "$out/summary.json" --overwrite
+  shift; bash benchmarks/results/serve_heads.sh "$@"
 fi
