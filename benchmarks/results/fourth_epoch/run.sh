@@ -10,7 +10,9 @@ cd "$(dirname "$0")/../../.."  # the checkout root; everything it writes goes un
 PY=.venv/bin/python
 R=runs/pipeline
 C=$R/cache
-M=$R/smollm2-mimo  # benchmarks.demo_model --head trained: the head shipped before this epoch
+M=$R/smollm2-mimo  # benchmarks.demo_model --head trained: the shipped head. This run started from the fourteenth
+# session's (`git show 19865db:benchmarks/demo_head/smollm2-135m-fastmtp-k3.safetensors`, demo_model --head FILE);
+# from the head shipped now, `train` is a sixth epoch
 MAPS=vocab_maps/smollm2-en-8k.pt,vocab_maps/smollm2-zh-8k.pt
 CHUNKS="public-chunk0 public2-chunk0 public2-chunk1 chunk2-zhmath broad2-chunk0 public3-chunk0 public3-chunk1 code3-chunk0"
 EVALS="${EVALS:-first105 public public2 public3 broad2 code3}"
