@@ -2,7 +2,7 @@
 # A fourth serving-form epoch from the shipped head: the fourteenth session's seven chunks (seen before, the same
 # files: their data fingerprints match the shipped head's metadata) + the eighth set (code3: HumanEval-shaped
 # completions from 49 more packages), new.
-# usage: run.sh caches | train | offline NAME MODEL_DIR | served OUT NAME=MODEL_DIR...
+# usage: run.sh caches | train | offline NAME MODEL_DIR | served OUT NAME=MODEL_DIR...  (EVALS=... for fewer sets)
 # caches: after `bash scripts/pipeline.sh curate` (and PROMPT_SET=code3 ... distill before it); the chunk files are
 # the cache stage's chunker's, train-chunk2-zhmath = every Chinese and the first 300 math records of train-chunk2
 set -euo pipefail
@@ -41,16 +41,8 @@ train)
     --train_sampling_strategy group_by_length --seed ${SEED:-19} \
     --eval_strategy steps --eval_steps 400 --save_steps 200 --logging_steps 40 --eval_on_start true --output_dir ${OUT:-runs/ft19} \
     --export both --export_dtype bfloat16 --resume_from_checkpoint last ;;
-offline)
-  name=$2 model=$3
-  for s in $EVALS; do
-    $PY -m training.finetune --model_path $model --max_seq_len 1024 --label_source greedy --draft_vocab $MAPS \
-      --num_steps 3 --train_form serving --per_device_train_batch_size 8 --cache_dir $C/eval-public \
-      --eval_file $R/eval-$s.jsonl --eval_cache_dir $C/eval-$s --learning_rate 0 --max_steps 1 --bf16 false \
-      --eval_strategy steps --eval_steps 1 --save_strategy no --output_dir runs/off19/$name/$s --export head \
-      > runs/off19-$name-$s.log 2>&1
-    $PY -c "import json; m=json.load(open('runs/off19/$name/$s/finetune_result.json'))['metrics']; print('$name', '$s', *[round(100*m[f'eval_accept_pos{k}'],2) for k in (1,2,3)])"
-  done ;;
+offline)  # ../offline_heads.sh
+  bash benchmarks/results/offline_heads.sh runs/off19 "$2" "$3" $EVALS ;;
 served)  # none + each head, one round: ../serve_heads.sh
   shift; bash benchmarks/results/serve_heads.sh "$@" ;;
 esac

@@ -19,15 +19,8 @@ train)
     --eval_file runs/pipeline/eval-public.jsonl --eval_cache_dir $C/eval-public --max_eval_examples 82 \
     --learning_rate 4e-4 --warmup_steps 0.03 --seed 15 --eval_strategy no --save_steps 100 --logging_steps 20 \
     --output_dir runs/relab/$arm --export both --export_dtype bfloat16 --resume_from_checkpoint last ;;
-offline)
-  name=$2 model=$3
-  for s in eval-first105 eval-public eval-public2 eval-public3; do
-    $PY -m training.finetune "${COMMON[@]/runs\/pipeline\/smollm2-mimo/$model}" --cache_dir $C/eval-public \
-      --eval_file runs/pipeline/$s.jsonl --eval_cache_dir $C/$s --learning_rate 0 --max_steps 1 --bf16 false \
-      --eval_strategy steps --eval_steps 1 --save_strategy no --output_dir runs/relab/off/$name/$s --export head \
-      > runs/relab/off-$name-$s.log 2>&1
-    $PY -c "import json,sys; m=json.load(open('runs/relab/off/$name/$s/finetune_result.json'))['metrics']; print('$name', '$s', *[round(100*m[f'eval_accept_pos{k}'],2) for k in (1,2,3)])"
-  done ;;
+offline)  # ../offline_heads.sh
+  bash benchmarks/results/offline_heads.sh runs/relab/off "$2" "$3" first105 public public2 public3 ;;
 esac
 # served acceptance (greedy: deterministic per head, one round), beside no speculation for the lossless check
 # usage: run.sh served OUT NAME=MODEL_DIR ...  (../serve_heads.sh)
