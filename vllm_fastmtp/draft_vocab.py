@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from vllm_fastmtp.confidence import top_token
 from vocab_maps.format import VocabMapError, load_vocab_map, tokenizer_fingerprint, validate_ids
 from vocab_maps.language import LanguageDetector
 
@@ -83,19 +84,34 @@ class PrunedDraftHead:
 
     def argmax(self, hidden: torch.Tensor, langs: Sequence[str]) -> torch.Tensor:
         """Greedy draft tokens (full-vocabulary ids), each row scored only over its language's map."""
+        return self._select(hidden, langs, lambda logits: (_argmax(logits), None))[0]
+
+    def pick(self, hidden: torch.Tensor, langs: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy draft tokens and the head's probability for each (softmax over the row's map, float32): what
+        draft-confidence stopping (`vllm_fastmtp.confidence`) weighs."""
+        return self._select(hidden, langs, top_token)
+
+    def _select(self, hidden: torch.Tensor, langs: Sequence[str], choose) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``choose(logits) -> (local ids, probabilities or None)`` per row over its language's map, ids mapped
+        back to the full vocabulary."""
         if langs and len(langs) == hidden.shape[0] and langs[0] in self.ids and langs.count(langs[0]) == len(langs):
             # the common case (batch 1, or one language): no row groups, no gather/scatter, nothing allocated
-            local = _argmax(self.sub_logits(hidden, langs[0]))
+            local, probs = choose(self.sub_logits(hidden, langs[0]))
             ids = self.ids[langs[0]]
-            return local if ids is None else ids[local]
+            return (local if ids is None else ids[local]), probs
         groups = self._groups(langs, hidden.shape[0])
         out = torch.empty(hidden.shape[0], dtype=torch.long, device=hidden.device)
+        out_probs = None
         for lang, rows in groups.items():
             rows = rows.to(hidden.device)
-            local = _argmax(self.sub_logits(hidden.index_select(0, rows), lang))
+            local, probs = choose(self.sub_logits(hidden.index_select(0, rows), lang))
             ids = self.ids[lang]
             out[rows] = local if ids is None else ids[local]
-        return out
+            if probs is not None:
+                if out_probs is None:
+                    out_probs = torch.empty(hidden.shape[0], dtype=probs.dtype, device=hidden.device)
+                out_probs[rows] = probs
+        return out, out_probs
 
     def describe(self) -> str:
         """``en: 32768 ids, zh: full; map rows in bfloat16`` for the start-up log."""

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from vllm_fastmtp.confidence import check_threshold
 from vllm_fastmtp.conventions import HIDDEN_STATE_CHOICES
 from vllm_fastmtp.draft_vocab import DraftVocabConfig
 
@@ -39,9 +40,10 @@ class FastMTPOptions:
     draft_vocab: DraftVocabConfig | None = None  # None: draft over the full vocabulary
     tokenizer: str | None = None  # the target's tokenizer (set when resolved): the maps' fingerprint check
     prompt_lookup: str | None = None  # None: drafts are the head's alone; else a PROMPT_LOOKUP_POLICIES key
+    draft_confidence: float | None = None  # None: K drafts every step; else the threshold of `confidence.py`
 
     # FastMTP-only keys accepted inside --speculative-config next to vLLM's own.
-    KEYS = ("hidden_state", "draft_vocab", "prompt_lookup")
+    KEYS = ("hidden_state", "draft_vocab", "prompt_lookup", "draft_confidence")
 
     def to_record(self) -> dict:
         """The plain-dict form carried on the draft hf_config."""
@@ -102,7 +104,18 @@ def split_speculative_config(raw: Mapping[str, Any], vllm_keys: set[str]) -> tup
             "speculative_config.prompt_lookup needs draft_sample_method 'greedy': a looked-up token has no draft "
             "probability for probabilistic rejection sampling"
         )
+    draft_confidence = raw.pop("draft_confidence", None)
+    if draft_confidence is not None:
+        try:
+            draft_confidence = check_threshold(draft_confidence)
+        except ValueError as e:
+            raise FastMTPConfigError(f"speculative_config.draft_confidence: {e}; or omit it (K drafts every "
+                                     "step)") from None
+        if raw.get("draft_sample_method", "greedy") != "greedy":
+            raise FastMTPConfigError(
+                "speculative_config.draft_confidence needs draft_sample_method 'greedy': probabilistic rejection "
+                "sampling takes the drafts' probabilities as a fixed-K block")
     raw["num_speculative_tokens"] = k
     raw["method"] = METHOD
     return raw, FastMTPOptions(num_speculative_tokens=k, hidden_state=hidden_state, draft_vocab=draft_vocab,
-                               prompt_lookup=prompt_lookup)
+                               prompt_lookup=prompt_lookup, draft_confidence=draft_confidence)

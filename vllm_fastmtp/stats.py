@@ -15,6 +15,9 @@ REQUEST_LANGUAGE: dict[str, str] = {}
 MAP_ROWS: collections.Counter = collections.Counter()
 # prompt lookup: draft rows seen, and rows whose drafts a lookup match changed
 LOOKUP_ROWS: collections.Counter = collections.Counter()
+# draft_confidence: requests' draft counts per propose call (length -> rows), and draft steps the head skipped
+DRAFT_LENGTHS: collections.Counter = collections.Counter()
+CONFIDENCE: collections.Counter = collections.Counter()
 # the drafter's resolved settings (set once at load): e.g. {"pick_dtype": "bfloat16"}
 DRAFTER: dict[str, str] = {}
 # When VLLM_FASTMTP_RECORD_DRAFTS=1: (request id, [draft token ids]) per propose call, for parity tests.
@@ -29,7 +32,7 @@ def record_drafts(req_ids, drafts, langs) -> None:
     if len(REQUEST_LANGUAGE) > _MAX_REQUESTS:  # bound memory on long-running servers
         REQUEST_LANGUAGE.clear()
     if _RECORD:
-        rows = drafts.tolist()
+        rows = drafts if isinstance(drafts, list) else drafts.tolist()
         DRAFTS.extend(zip(req_ids, rows))
 
 
@@ -37,5 +40,7 @@ def reset() -> None:
     REQUEST_LANGUAGE.clear()
     MAP_ROWS.clear()
     LOOKUP_ROWS.clear()
+    DRAFT_LENGTHS.clear()
+    CONFIDENCE.clear()
     DRAFTS.clear()
     DRAFTER.clear()

@@ -74,6 +74,23 @@ def test_fastmtp_greedy_equals_no_speculation(tiny_random_mimo, reference, tmp_p
     assert reference["outputs"]["1"] == reference["outputs"]["16"]
 
 
+@pytest.mark.slow
+def test_draft_confidence_keeps_greedy_output(tiny_random_mimo, reference, tmp_path):
+    """Draft-confidence stopping hands the scheduler drafts of every length 0..K (checked: the threshold is one at
+    which the random head's running products cross it at every step) and the output stays no speculation's."""
+    job = {"model": str(tiny_random_mimo), "prompts": PROMPTS, "max_tokens": MAX_TOKENS, "batch_sizes": BATCH_SIZES,
+           "speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3, "draft_confidence": 0.08}}
+    got = run_job(job, tmp_path, "confidence")
+    for bs in map(str, BATCH_SIZES):
+        mismatches = [i for i, (a, b) in enumerate(zip(reference["outputs"][bs], got["outputs"][bs])) if a != b]
+        assert not mismatches, f"draft_confidence batch={bs}: prompts {mismatches} differ from no speculation"
+        m = got["metrics"][bs]
+        assert 0 < m["drafts"] < m["draft_tokens"] < 3 * m["drafts"]  # cut rows reached the scheduler
+    assert {"0", "1", "2", "3"} <= set(got["draft_lengths"])
+    assert got["confidence"]["skipped_steps"] > 0  # and the head skipped steps once every row had ended
+    assert got["drafter"]["draft_confidence"] == "0.08"
+
+
 # A counting model continues "...abc" with "defg...", and its head drafts the same. Each prompt also holds that
 # run earlier followed by other text, so a prompt-lookup match proposes the earlier text: with "agree" at
 # positions 2-3 (the head's position 1 agrees), with "prefer" at all three.
@@ -114,3 +131,18 @@ def test_prompt_lookup_keeps_greedy_output(tiny_counting_mimo, counting_baseline
     assert got["drafter"]["prompt_lookup"] == policy
     assert 0 < got["lookup_rows"]["changed"] < got["lookup_rows"]["rows"]
     assert head["lookup_rows"] == {}
+
+
+@pytest.mark.slow
+def test_prompt_lookup_merges_into_confidence_cut_rows(tiny_counting_mimo, counting_baselines, tmp_path):
+    """Both opt-ins at once: the lookup merges into the per-request lists draft_confidence hands back, and the
+    output stays no speculation's."""
+    ref, _ = counting_baselines
+    spec = {**LOOKUP_SPEC, "prompt_lookup": "prefer", "draft_confidence": 0.5}
+    got = run_job({**_lookup_job(tiny_counting_mimo), "speculative_config": spec}, tmp_path, "lookup_confidence")
+    for bs in ("1", "4"):
+        mismatches = [i for i, (a, b) in enumerate(zip(ref["outputs"][bs], got["outputs"][bs])) if a != b]
+        assert not mismatches, f"prefer + draft_confidence batch={bs}: prompts {mismatches} differ"
+        assert got["metrics"][bs]["drafts"] > 0
+    assert 0 < got["lookup_rows"]["changed"] < got["lookup_rows"]["rows"]
+    assert sum(got["draft_lengths"].values()) > 0 and got["drafter"]["draft_confidence"] == "0.5"

@@ -92,6 +92,7 @@ def _resolve_options(spec_config, opts: FastMTPOptions) -> FastMTPOptions:
         draft_vocab=opts.draft_vocab,  # validated and resolved by _check_draft_vocab
         tokenizer=str(spec_config.target_model_config.tokenizer),
         prompt_lookup=opts.prompt_lookup,
+        draft_confidence=opts.draft_confidence,
     )
 
 

@@ -1,7 +1,8 @@
 """`FastMTPProposer`: vLLM's EagleProposer for method "mtp", plus FastMTP's serving-side choices.
 
 With a fastmtp config it applies the head's step-1 hidden-state convention and per-request pruned draft
-vocabularies, and (opt-in) merges a prompt-lookup match into the drafts; with any other config it is its parent.
+vocabularies, and (opt-in) ends each request's drafts where the head's confidence runs out and merges a
+prompt-lookup match into them; with any other config it is its parent.
 vLLM's loop already feeds step k > 1 the head's own output hidden state and the embedding of the token drafted at
 step k-1, so recursion needs no change here.
 Imported only by `runner_v1.patch_v1_runner`, after it has checked the parent's methods and signatures.
@@ -18,6 +19,7 @@ import torch
 from vllm.v1.spec_decode.eagle import EagleProposer
 
 from vllm_fastmtp import stats
+from vllm_fastmtp.confidence import ConfidenceStop, DraftsDone, top_token
 from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
 from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead, resolve_pick_dtype
 from vllm_fastmtp.integration.config import fastmtp_options
@@ -71,6 +73,8 @@ class FastMTPProposer(EagleProposer):
         # token history gets only after propose (None: the history already holds them).
         self._fastmtp_find = None
         self._fastmtp_sampled = None
+        # Draft-confidence stopping (None: off): this propose call's drafts and where each request's end.
+        self._fastmtp_stop: ConfidenceStop | None = None
 
     def load_model(self, target_model, *args, **kwargs):
         super().load_model(target_model, *args, **kwargs)
@@ -89,21 +93,21 @@ class FastMTPProposer(EagleProposer):
             self._load_draft_vocab()
         if self._fastmtp.prompt_lookup is not None:
             self._load_prompt_lookup(runner)
+        if self._fastmtp.draft_confidence is not None:
+            _require_sync_scheduling(runner, "draft_confidence", "the scheduler takes each request's drafts as a "
+                                     "list whose length may vary only when scheduling synchronously")
+            self._fastmtp_stop = ConfidenceStop(self._fastmtp.draft_confidence)
+            stats.DRAFTER["draft_confidence"] = str(self._fastmtp.draft_confidence)
         logger.info("fastmtp drafter ready: step-1 hidden state %s, draft vocab %s, prompt lookup %s, "
-                    "torch Linear layers on vLLM's CPU GEMM: %s",
+                    "draft confidence %s, torch Linear layers on vLLM's CPU GEMM: %s",
                     self._fastmtp.hidden_state,
                     "full" if self._fastmtp_head is None
                     else f"{self._fastmtp_head.describe()} (default {self._fastmtp_vocab.default})",
-                    self._fastmtp.prompt_lookup or "off", ", ".join(packed) or "none")
+                    self._fastmtp.prompt_lookup or "off", self._fastmtp.draft_confidence or "off",
+                    ", ".join(packed) or "none")
 
     def _load_prompt_lookup(self, runner) -> None:
-        if runner is None:
-            raise FastMTPConfigError("speculative_config.prompt_lookup needs vLLM's V1 model runner (the request "
-                                     "token history); this drafter was built without one")
-        if getattr(runner, "use_async_scheduling", False):
-            raise FastMTPConfigError(
-                "speculative_config.prompt_lookup needs synchronous scheduling (with async scheduling the token "
-                "history lags a step): serve with --no-async-scheduling, or drop prompt_lookup")
+        _require_sync_scheduling(runner, "prompt_lookup", "with async scheduling the token history lags a step")
         require(runner.input_batch, "token_ids_cpu", type(runner.input_batch).__name__)
         require(runner.input_batch, "num_tokens_no_spec", type(runner.input_batch).__name__)
         from vllm.v1.spec_decode import ngram_proposer
@@ -128,16 +132,29 @@ class FastMTPProposer(EagleProposer):
         stats.DRAFTER["pick_dtype"] = str(self._fastmtp_head.dtype).removeprefix("torch.")
 
     def propose(self, *args, **kwargs):
+        """[batch, K] draft ids; with draft_confidence, one list per request, each as long as its confidence
+        lasted (the runner passes lists to the scheduler as they are, as it does for vLLM's ngram drafts)."""
         if self._fastmtp is None:
             return super().propose(*args, **kwargs)
         bound = _PROPOSE_SIGNATURE.bind(self, *args, **kwargs)
         bound.arguments["target_hidden_states"] = self._fastmtp_step1(bound.arguments["target_hidden_states"])
-        req_ids = self._batch_req_ids(bound.arguments["common_attn_metadata"].batch_size())
+        batch_size = bound.arguments["common_attn_metadata"].batch_size()
+        req_ids = self._batch_req_ids(batch_size)
         if self._fastmtp_head is not None:
             self._fastmtp_row_langs = [self._language_of(r) for r in req_ids]
-        drafts = super().propose(*bound.args[1:], **bound.kwargs)
+        stop = self._fastmtp_stop
+        if stop is None:
+            drafts = super().propose(*bound.args[1:], **bound.kwargs)
+        else:
+            stop.start(batch_size)
+            try:
+                super().propose(*bound.args[1:], **bound.kwargs)
+            except DraftsDone:
+                stats.CONFIDENCE["skipped_steps"] += bound.arguments["num_speculative_tokens"] - stop.num_steps
+            drafts = stop.rows()
+            stats.DRAFT_LENGTHS.update(len(row) for row in drafts)
         if self._fastmtp_find is not None:
-            drafts = self._with_prompt_lookup(drafts, len(req_ids))
+            drafts = self._with_prompt_lookup(drafts, len(req_ids), bound.arguments["num_speculative_tokens"])
         stats.record_drafts(req_ids, drafts, self._fastmtp_row_langs)
         return drafts
 
@@ -150,13 +167,16 @@ class FastMTPProposer(EagleProposer):
         self._fastmtp_sampled = None  # the unpadded path drafts after bookkeeping: the history is complete
         return super().prepare_next_token_ids_cpu(*args, **kwargs)
 
-    def _with_prompt_lookup(self, drafts: torch.Tensor, batch_size: int) -> torch.Tensor:
-        """The head's drafts with each request's prompt-lookup match merged in (`lookup.merge`)."""
+    def _with_prompt_lookup(self, drafts: torch.Tensor | list[list[int]], batch_size: int,
+                            k: int) -> torch.Tensor | list[list[int]]:
+        """The head's drafts with each request's prompt-lookup match merged in (`lookup.merge`); lists stay lists
+        (draft_confidence's rows, of varying length)."""
         batch = self._fastmtp_runner.input_batch
         sampled = None if self._fastmtp_sampled is None else self._fastmtp_sampled[:batch_size].tolist()
         self._fastmtp_sampled = None
-        rows = None  # the head's drafts as lists, made only once a request has a match
-        n, k, max_len = min(batch_size, drafts.shape[0]), drafts.shape[1], self.vllm_config.model_config.max_model_len
+        as_lists = isinstance(drafts, list)
+        rows = drafts if as_lists else None  # the head's drafts as lists, made only once a request has a match
+        n, max_len = min(batch_size, len(drafts)), self.vllm_config.model_config.max_model_len
         changed = 0
         for i in range(n):
             history = batch.token_ids_cpu[i, : int(batch.num_tokens_no_spec[i])]
@@ -169,24 +189,34 @@ class FastMTPProposer(EagleProposer):
             if not len(found):
                 continue
             rows = drafts.tolist() if rows is None else rows
-            row = merge(rows[i], found.tolist(), self._fastmtp.prompt_lookup)
+            row = merge(rows[i], found.tolist(), self._fastmtp.prompt_lookup, k)
             if row != rows[i]:
                 rows[i] = row
                 changed += 1
         stats.LOOKUP_ROWS["changed"] += changed
         stats.LOOKUP_ROWS["rows"] += n
-        if not changed:
+        if as_lists or not changed:
             return drafts
         return torch.tensor(rows, dtype=drafts.dtype, device=drafts.device)
 
     def _greedy_sample(self, hidden_states):
+        stop = self._fastmtp_stop
         if self._fastmtp_head is None or self._fastmtp_row_langs is None:
-            return super()._greedy_sample(hidden_states)
-        langs = self._fastmtp_row_langs
-        if hidden_states.shape[0] > len(langs):  # padded rows: any map will do, they are discarded
-            langs = langs + [langs[-1] if langs else self._fastmtp_vocab.default] * (
-                hidden_states.shape[0] - len(langs))
-        return self._fastmtp_head.argmax(hidden_states, langs[: hidden_states.shape[0]])
+            if stop is None:
+                return super()._greedy_sample(hidden_states)
+            ids, probs = top_token(self.model.compute_logits(hidden_states))
+        else:
+            langs = self._fastmtp_row_langs
+            if hidden_states.shape[0] > len(langs):  # padded rows: any map will do, they are discarded
+                langs = langs + [langs[-1] if langs else self._fastmtp_vocab.default] * (
+                    hidden_states.shape[0] - len(langs))
+            langs = langs[: hidden_states.shape[0]]
+            if stop is None:
+                return self._fastmtp_head.argmax(hidden_states, langs)
+            ids, probs = self._fastmtp_head.pick(hidden_states, langs)
+        if stop.add(ids, probs) and stop.num_steps < self.num_speculative_tokens:
+            raise DraftsDone  # every request has ended: skip the head's remaining steps (caught in propose)
+        return ids
 
     def _batch_req_ids(self, batch_size: int) -> list[str]:
         runner = self._fastmtp_runner
@@ -202,3 +232,13 @@ class FastMTPProposer(EagleProposer):
         lang = self._fastmtp_vocab.language_for(self._fastmtp_detector, list(request.prompt_token_ids or []))
         stats.REQUEST_LANGUAGE[req_id] = lang
         return lang
+
+
+def _require_sync_scheduling(runner, option: str, why: str) -> None:
+    if runner is None:
+        raise FastMTPConfigError(f"speculative_config.{option} needs vLLM's V1 model runner; this drafter was "
+                                 "built without one")
+    if getattr(runner, "use_async_scheduling", False):
+        raise FastMTPConfigError(
+            f"speculative_config.{option} needs synchronous scheduling ({why}): serve with "
+            f"--no-async-scheduling, or drop {option}")
