@@ -202,7 +202,8 @@ if want train; then
     --eval_strategy no --save_strategy no --logging_steps 50 --output_dir "$R/ft-k1" --export full
 fi
 # 7. benchmark: every method side by side in one run on held-out benchmark prompts, lossless check, summary
-#    (ROUNDS=N: every engine N times, interleaved, with the per-round ratios)
+#    (ROUNDS=N: every engine N times, interleaved, with the per-round ratios); fastmtp+confidence: the same with
+#    opt-in draft_confidence (CONF, default 0.2: chosen on never-distilled prompts, benchmarks/results/draft_confidence/)
 # the speculative configs both benchmark stages compare: vLLM's ngram (K=3, lookup 1..3), fastmtp K=3 with the maps
 EN="${MAPS%%,*}"; ZH="${MAPS##*,}"
 NG='{"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1, "num_speculative_tokens": 3}'
@@ -216,6 +217,7 @@ if want bench; then
     --method "vanilla-style={\"model\": \"$R/ft-k1/final\", \"speculative_config\": $FM}" \
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
     --method "fastmtp={\"speculative_config\": $FM}" \
+    --method "fastmtp+confidence={\"speculative_config\": ${FM%\}}, \"draft_confidence\": ${CONF:-0.2}}}" \
     --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3}.jsonl --rounds "${ROUNDS:-1}" \
     --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
