@@ -40,7 +40,8 @@ class ConfidenceStop:
         self.threshold = check_threshold(threshold)
         self.batch_size = 0
         self._steps: list[torch.Tensor] = []
-        self._chain: torch.Tensor | None = None  # running product of probabilities, 0 once a request has ended
+        # running product of probabilities: probabilities are <= 1, so once below the threshold it stays there
+        self._chain: torch.Tensor | None = None
         self._lengths: torch.Tensor | None = None
 
     def start(self, batch_size: int) -> None:
@@ -58,9 +59,8 @@ class ConfidenceStop:
         has ended, so that the caller can skip the steps left."""
         ids, probs = ids[: self.batch_size], probs[: self.batch_size].float()
         self._steps.append(ids)
-        chain = probs if self._chain is None else self._chain * probs
-        keep = chain >= self.threshold
-        self._chain = torch.where(keep, chain, torch.zeros_like(chain))
+        self._chain = probs if self._chain is None else self._chain * probs
+        keep = self._chain >= self.threshold
         self._lengths = keep.long() if self._lengths is None else self._lengths + keep.long()
         return not bool(keep.any())
 

@@ -15,7 +15,6 @@ M=runs/pipeline/smollm2-mimo   # benchmarks.demo_model --head trained (the shipp
 OUT=${OUT:-benchmarks/results/draft_confidence}
 MAPS='"draft_vocab": {"maps": {"en": "vocab_maps/smollm2-en-8k.pt", "zh": "vocab_maps/smollm2-zh-8k.pt"}}'
 FM="{\"method\": \"fastmtp\", $MAPS"
-NGRAM='ngram={"speculative_config": {"method": "ngram", "prompt_lookup_max": 3, "prompt_lookup_min": 1}}'
 conf() {  # conf THRESHOLD K -> a --method argument
   echo "fastmtp-c$1-k$2={\"speculative_config\": $FM, \"draft_confidence\": $1, \"num_speculative_tokens\": $2}}"
 }
