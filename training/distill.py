@@ -35,7 +35,7 @@ META_VERSION = 1
 # Sidecar fields that must match for a run to append to an existing output.
 COMPARED_FIELDS = (
     "model", "sampling", "n", "seed", "inputs", "format", "default_category", "system_prompt",
-    "raw_prompts", "chat_template_sha1", "chat_template_kwargs",
+    "raw_prompts", "chat_template_sha1", "chat_template_kwargs", "after_cut",
 )
 # Finish reasons that mean the conversation did not end on its own.
 INCOMPLETE_REASONS = ("length", "prompt_too_long")
@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-p", type=float, default=0.0)
     s.add_argument("--repetition-penalty", type=float, default=1.0)
     s.add_argument("--max-tokens", type=int, default=PAPER_SAMPLING["max_tokens"], help="max new tokens per assistant turn")
+    s.add_argument(
+        "--after-cut", choices=("stop", "continue"), default="stop",
+        help="a turn cut at --max-tokens: 'stop' (default) ends the conversation there; 'continue' asks the next "
+        "user turn after the cut answer, as a chat client with a token cap (and benchmarks.run) does",
+    )
     s.add_argument("--n", type=int, default=1, help="independent samples per conversation (ids get a '#sK' suffix when > 1)")
     s.add_argument("--seed", type=int, default=0, help="per-request seeds derive from this and the item id, so resumed runs sample the same")
 
@@ -382,7 +387,7 @@ class ChunkGenerator:
 
     def __init__(
         self, llm_kwargs: dict, sampling: dict, seed: int, renderer: Renderer, record_base: dict,
-        turn_progress: bool = False,
+        turn_progress: bool = False, after_cut: str = "stop",
     ):
         from vllm import LLM
 
@@ -399,6 +404,7 @@ class ChunkGenerator:
             if LOGITS_PROCESSOR in llm_kwargs["logits_processors"]:
                 self.sampling, self.extra_args = split_top_k_top_p(sampling)
         self.seed = seed
+        self.follow_cut = after_cut == "continue"
         self.render = renderer
         self.record_base = record_base
         # vLLM's own bar per turn: shows movement (and tok/s) inside a large chunk.
@@ -444,8 +450,8 @@ class ChunkGenerator:
                 st["finish"].append(comp.finish_reason)
                 st["prompt_tokens"].append(len(out.prompt_token_ids))
                 st["completion_tokens"].append(len(comp.token_ids))
-                if comp.finish_reason in INCOMPLETE_REASONS:
-                    st["stopped"] = True  # later turns would build on a cut-off answer
+                if comp.finish_reason in INCOMPLETE_REASONS and not (self.follow_cut and comp.finish_reason == "length"):
+                    st["stopped"] = True  # later turns would build on a cut-off answer (unless asked to)
         return [self._record(it, state[it.id]) for it in items]
 
     def _record(self, it: WorkItem, st: dict) -> dict:
@@ -520,7 +526,9 @@ def _dp_worker(rank: int, devices: list[str] | None, init: dict, tasks, results)
 
         tok = AutoTokenizer.from_pretrained(init["tokenizer"], trust_remote_code=init["trust_remote_code"])
         renderer = Renderer(tok, raw=init["raw"], template_kwargs=init["template_kwargs"])
-        gen = ChunkGenerator(init["llm_kwargs"], init["sampling"], init["seed"], renderer, init["record_base"])
+        gen = ChunkGenerator(
+            init["llm_kwargs"], init["sampling"], init["seed"], renderer, init["record_base"], after_cut=init["after_cut"]
+        )
         results.put(("ready", rank, None))
         while True:
             chunk = tasks.get()
@@ -659,6 +667,8 @@ def prepare(args: argparse.Namespace):
         "raw_prompts": renderer.raw,
         "chat_template_sha1": hashlib.sha1(template.encode()).hexdigest() if template else None,
         "chat_template_kwargs": args.chat_template_kwargs_dict,
+        # recorded only when not the default, so corpora written before the option existed still resume
+        **({"after_cut": args.after_cut} if args.after_cut != "stop" else {}),
         # Informational only: parallelism and batching may change between resumed runs.
         "engine": {k: v for k, v in engine_kwargs(args).items() if k != "model"},
         "chunk_size": args.chunk_size,
@@ -705,7 +715,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.data_parallel_size == 1:
             gen = ChunkGenerator(
-                llm_kwargs, sampling_dict(args), args.seed, renderer, record_base, turn_progress=not args.no_progress
+                llm_kwargs, sampling_dict(args), args.seed, renderer, record_base, turn_progress=not args.no_progress,
+                after_cut=args.after_cut,
             )
             gen_started = time.time()
             for chunk in chunks:
@@ -715,6 +726,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tokenizer": args.tokenizer or args.model, "trust_remote_code": bool(args.trust_remote_code),
                 "raw": renderer.raw, "template_kwargs": renderer.template_kwargs, "llm_kwargs": llm_kwargs,
                 "sampling": sampling_dict(args), "seed": args.seed, "record_base": record_base,
+                "after_cut": args.after_cut,
             }
             pool = DataParallelPool(args.data_parallel_size, init)
             try:

