@@ -2,7 +2,8 @@
 not start cleanly). Reads a job JSON, writes a result JSON; ``benchmarks.run`` drives it.
 
 Batch 1: questions are sent one at a time, turns in order (turn n sees the model's own earlier answers).
-Per-category speculative-decoding counters are deltas of ``llm.get_metrics()`` taken around each category.
+Per-category speculative-decoding counters are deltas of ``llm.get_metrics()`` taken around each category, and
+per turn around each request (outside the timed call): MT-Bench's second turns follow a capped first answer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from benchmarks.spec_metrics import delta, snapshot
+from benchmarks.spec_metrics import add_counts, delta, snapshot
 from training.files import atomic_write
 
 WARMUP_PROMPT = "Say hello."
@@ -54,21 +55,28 @@ def run_job(job: dict) -> dict:
         n_tokens = 0
         request_s: list[float] = []
         outputs: dict[str, list[list[int]]] = {}
+        per_turn: list[dict] = []
         for q in questions:
             messages: list[dict] = []
             outputs[q["question_id"]] = []
-            for turn in q["turns"]:
+            for n, turn in enumerate(q["turns"]):
                 messages.append({"role": "user", "content": turn})
+                turn_before = snapshot(llm)
                 t = time.perf_counter()
                 out = llm.chat(messages, sp, use_tqdm=False)[0].outputs[0]
                 request_s.append(time.perf_counter() - t)
                 wall += request_s[-1]
                 n_tokens += len(out.token_ids)
+                if n == len(per_turn):
+                    per_turn.append({"wall_s": 0.0, "output_tokens": 0, "requests": 0, "drafts": 0, "draft_tokens": 0,
+                                     "accepted": 0, "accepted_per_pos": []})
+                add_counts(per_turn[n], {"wall_s": request_s[-1], "output_tokens": len(out.token_ids), "requests": 1,
+                                         **delta(snapshot(llm), turn_before)})
                 outputs[q["question_id"]].append(list(out.token_ids))
                 messages.append({"role": "assistant", "content": out.text})
         categories[cat] = {"wall_s": wall, "output_tokens": n_tokens, "requests": len(request_s),
                            "request_wall_s": request_s,
-                           **delta(snapshot(llm), before), "outputs": outputs}
+                           **delta(snapshot(llm), before), "per_turn": per_turn, "outputs": outputs}
     import vllm
 
     return {"engine_start_s": start_s, "enforce_eager": kwargs["enforce_eager"], "vllm_version": vllm.__version__,

@@ -46,7 +46,11 @@ def table_rows(jobs: list[dict], categories: list[str]) -> list[dict]:
             continue
         per = {c: stats_of([j["result"]["categories"][c]], j["k"] is not None) for c in categories}
         per[OVERALL] = stats_of([j["result"]["categories"][c] for c in categories], j["k"] is not None)
-        rows.append({"key": j["key"], "method": j["method"], "k": j["k"], "stats": per})
+        # multi-turn categories, per turn index (results from before per-turn counters have none)
+        turns = {c: [stats_of([t], j["k"] is not None) for t in j["result"]["categories"][c].get("per_turn", [])]
+                 for c in categories}
+        rows.append({"key": j["key"], "method": j["method"], "k": j["k"], "stats": per,
+                     "per_turn": {c: t for c, t in turns.items() if len(t) > 1}})
     by = {(r["method"], r["k"]): r for r in rows}
     base = next((r for r in rows if r["method"] == BASELINE), None)
     for r in rows:
@@ -121,6 +125,15 @@ def markdown(rows: list[dict], categories: list[str], meta: dict) -> str:
             acc = r["stats"][OVERALL].per_position_acceptance
             cells = [f"{a:.1%}" for a in acc] + ["–"] * (width - len(acc))
             lines.append(f"| {r['method']} | {r['k']} | " + " | ".join(cells) + " |")
+    multi = [(c, n) for c in categories for n in range(max((len(r.get("per_turn", {}).get(c, [])) for r in rows), default=0))]
+    if multi and spec_rows:
+        lines += ["", "Per turn (multi-turn categories; a later turn follows the model's own, possibly capped, answer):",
+                  "", "| Method | K | " + " | ".join(f"{c} turn {n + 1} τ" for c, n in multi) + " |",
+                  "|---|---|" + "---|" * len(multi)]
+        for r in spec_rows:
+            pt = r.get("per_turn", {})
+            cells = [_f(pt[c][n].tau, ".2f") if n < len(pt.get(c, [])) else "–" for c, n in multi]
+            lines.append(f"| {r['method']} | {r['k']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -180,7 +193,10 @@ def summary(rows: list[dict], headline_k: int | None) -> dict:
             "speedup_vs_none": r["speedup_vs_none"][OVERALL],
             "speedup_vs_mtp": r["speedup_vs_mtp"][OVERALL],
             "per_category": {c: {"tok_per_s": st.tok_per_s, "tau": st.tau,
-                                 "speedup_vs_none": r["speedup_vs_none"][c]}
+                                 "speedup_vs_none": r["speedup_vs_none"][c],
+                                 **({"per_turn": [{"tau": t.tau, "per_position_acceptance": t.per_position_acceptance,
+                                                   "tok_per_s": t.tok_per_s, "output_tokens": t.output_tokens}
+                                                  for t in r["per_turn"][c]]} if c in r.get("per_turn", {}) else {})}
                              for c, st in r["stats"].items() if c != OVERALL},
         }
     return out

@@ -12,6 +12,7 @@ output differs from no speculation or an engine failed (both reported loudly), 2
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -29,6 +30,7 @@ from benchmarks.questions import (
     check_no_overlap,
     load_question_sets,
 )
+from benchmarks.spec_metrics import add_counts
 from training.cli import run_command
 from training.files import atomic_write, json_object
 
@@ -181,6 +183,11 @@ def pool_rounds(results: list[dict]) -> dict:
                    "accepted_per_pos": [sum(p["accepted_per_pos"][i] for p in parts if i < len(p["accepted_per_pos"]))
                                         for i in range(width)],
                    "request_wall_s": [w for p in parts for w in p["request_wall_s"]]}
+        if "per_turn" in part:  # counters per turn index, summed over rounds the same way
+            turns = max(len(p["per_turn"]) for p in parts)
+            cats[c]["per_turn"] = [
+                functools.reduce(add_counts, [p["per_turn"][t] for p in parts if t < len(p["per_turn"])], {})
+                for t in range(turns)]
     return {**first, "categories": cats, "rounds": len(results),
             "engine_start_s": sum(r["engine_start_s"] for r in results) / len(results)}
 
@@ -247,8 +254,9 @@ def write_outputs(args, jobs_out: list[dict], groups, common, spread: list[dict]
     out = Path(args.out_dir)
     results = {
         "meta": meta,
-        "rows": [{**{k: v for k, v in r.items() if k != "stats"},
-                  "stats": {c: vars(s) for c, s in r["stats"].items()}} for r in rows],
+        "rows": [{**{k: v for k, v in r.items() if k not in ("stats", "per_turn")},
+                  "stats": {c: vars(s) for c, s in r["stats"].items()},
+                  "per_turn": {c: [vars(s) for s in t] for c, t in r["per_turn"].items()}} for r in rows],
         "lossless_mismatches": mism,
         "errors": {j["key"]: j["error"] for j in jobs_out if j.get("error")},
         **({"round_spread": spread} if spread else {}),

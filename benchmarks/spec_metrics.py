@@ -27,6 +27,18 @@ def snapshot(llm) -> dict:
     return snap
 
 
+def add_counts(total: dict, part: dict) -> dict:
+    """``total`` += ``part`` for every number in ``part`` and the per-position vector element-wise (in place)."""
+    for k, v in part.items():
+        if k == "accepted_per_pos":
+            cur = total.get(k, [])
+            width = max(len(cur), len(v))
+            total[k] = [(cur[i] if i < len(cur) else 0) + (v[i] if i < len(v) else 0) for i in range(width)]
+        else:
+            total[k] = total.get(k, 0) + v
+    return total
+
+
 def delta(after: dict, before: dict) -> dict:
     """What happened between two snapshots: {"drafts", "draft_tokens", "accepted", "accepted_per_pos"}."""
     pos_a, pos_b = after[ACCEPTED_PER_POS], before[ACCEPTED_PER_POS]

@@ -149,6 +149,15 @@ def test_report_tau_acceptance_and_side_by_side_speedups():
     assert "| fastmtp | 2 | 2.50× | 2.00× |" in md and "| mtp | 2 | 60.0% | 10.0% |" in md
     s = report.summary(list(rows.values()), 2)
     assert set(s) == {"none", "mtp", "fastmtp"}
+    assert "per_turn" not in s["fastmtp"]["per_category"]["a"] and "Per turn" not in md  # one-turn results
+    # a two-turn category: its per-turn counters give per-turn tau, in the summary and the table
+    jobs[2]["result"]["categories"]["a"]["per_turn"] = [_part(60, 2.0, 30, (30, 25)), _part(40, 2.0, 20, (10, 5))]
+    rows = {r["key"]: r for r in report.table_rows(jobs, ["a", "b"])}
+    turns = report.summary(list(rows.values()), 2)["fastmtp"]["per_category"]["a"]["per_turn"]
+    assert [t["tau"] for t in turns] == pytest.approx([1 + 55 / 30, 1 + 15 / 20])
+    assert turns[1]["per_position_acceptance"] == pytest.approx([0.5, 0.25]) and turns[0]["output_tokens"] == 60
+    md = report.markdown(list(rows.values()), ["a", "b"], {"model": "m"})
+    assert "| a turn 1 τ | a turn 2 τ |" in md and "| fastmtp | 2 | 2.83 | 1.75 |" in md and "| mtp | 2 | – | – |" in md
     assert set(s["fastmtp"]) >= {"tok_per_s", "tau", "per_position_acceptance", "speedup_vs_none", "speedup_vs_mtp"}
 
 
@@ -219,6 +228,16 @@ def test_side_by_side_run_none_and_mtp(tmp_path, tiny_counting_mimo):
     assert m["tau"] > 2.0 and m["per_position_acceptance"][0] > 0.5 and len(m["per_position_acceptance"]) == 2
     assert summ["methods"]["none"]["tau"] == 1.0 and m["speedup_vs_none"] > 0
     assert (out / "plot.png").stat().st_size > 1000 and "| mtp | 2 |" in (out / "table.md").read_text()
+    # per turn, around each request: the turns add up to the category, pooled over both rounds
+    first = mtp["first"]
+    assert len(first["per_turn"]) == 2 and len(mtp["second"]["per_turn"]) == 1
+    for f in ("drafts", "accepted", "output_tokens", "requests"):
+        assert sum(t[f] for t in first["per_turn"]) == first[f], f
+    assert [a + b for a, b in zip(*(t["accepted_per_pos"] for t in first["per_turn"]))] == first["accepted_per_pos"]
+    assert first["per_turn"][1]["requests"] == 2 and first["per_turn"][1]["drafts"] > 0
+    turns = m["per_category"]["first"]["per_turn"]
+    assert len(turns) == 2 and all(t["tau"] > 1.5 for t in turns) and "per_turn" not in m["per_category"]["second"]
+    assert "| first turn 1 τ | first turn 2 τ |" in (out / "table.md").read_text()
 
 
 def test_a_round_whose_outputs_differ_is_a_lossless_failure():
