@@ -10,7 +10,6 @@ PY=.venv/bin/python
 R=runs/pipeline
 C=$R/cache
 M=$R/smollm2-mimo  # benchmarks.demo_model --head trained: the shipped head
-MAPS=vocab_maps/smollm2-en-8k.pt,vocab_maps/smollm2-zh-8k.pt
 CHUNKS="public-chunk0 public2-chunk0 public2-chunk1 chunk2-zhmath broad2-chunk0 public3-chunk0 public3-chunk1 code3-chunk0 public5-chunk0"
 EVALS="${EVALS:-first105 public public2 public3 broad2 code3 public5}"
 case $1 in
@@ -27,14 +26,8 @@ PYS
   $PY -m training.cache_states --model_path $M --data $R/train-public5-chunk0.jsonl --out $C/train-public5-chunk0 --max_seq_len 1024 --no_progress
   $PY -m training.cache_states --model_path $M --data $R/eval-public5.jsonl --out $C/eval-public5 --max_seq_len 1024 --no_progress ;;
 train)
-  # START=DIR SEED=N OUT=DIR
-  $PY -m training.finetune --model_path ${START:-$M} --cache_dir $(for c in $CHUNKS; do printf "$C/train-$c,"; done | sed 's/,$//') \
-    --eval_file $R/eval-public.jsonl --eval_cache_dir $C/eval-public --max_eval_examples 82 --max_seq_len 1024 \
-    --label_source greedy --draft_vocab $MAPS --num_steps 3 \
-    --learning_rate 4e-4 --warmup_steps 0.03 --train_form serving --num_train_epochs 1 --per_device_train_batch_size 8 \
-    --train_sampling_strategy group_by_length --seed ${SEED:-24} \
-    --eval_strategy steps --eval_steps 400 --save_steps 200 --logging_steps 40 --eval_on_start true --output_dir ${OUT:-runs/ft24} \
-    --export both --export_dtype bfloat16 --resume_from_checkpoint last ;;
+  # START=DIR SEED=N OUT=DIR: ../fourth_epoch/run.sh's recipe over these nine chunks
+  CHUNKS="$CHUNKS" START="${START:-$M}" SEED="${SEED:-24}" OUT="${OUT:-runs/ft24}" bash benchmarks/results/fourth_epoch/run.sh train ;;
 offline)  # ../offline_heads.sh
   bash benchmarks/results/offline_heads.sh runs/off24 "$2" "$3" $EVALS ;;
 esac

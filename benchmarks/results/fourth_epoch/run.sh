@@ -14,7 +14,7 @@ M=$R/smollm2-mimo  # benchmarks.demo_model --head trained: the shipped head. Thi
 # session's (`git show 19865db:benchmarks/demo_head/smollm2-135m-fastmtp-k3.safetensors`, demo_model --head FILE);
 # from the head shipped now, `train` is a sixth epoch
 MAPS=vocab_maps/smollm2-en-8k.pt,vocab_maps/smollm2-zh-8k.pt
-CHUNKS="public-chunk0 public2-chunk0 public2-chunk1 chunk2-zhmath broad2-chunk0 public3-chunk0 public3-chunk1 code3-chunk0"
+CHUNKS="${CHUNKS:-public-chunk0 public2-chunk0 public2-chunk1 chunk2-zhmath broad2-chunk0 public3-chunk0 public3-chunk1 code3-chunk0}"
 EVALS="${EVALS:-first105 public public2 public3 broad2 code3}"
 case $1 in
 caches)
