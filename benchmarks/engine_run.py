@@ -50,7 +50,7 @@ def run_job(job: dict) -> dict:
 
     categories = {}
     for cat, questions in job["categories"].items():
-        before = snapshot(llm)
+        before = last = snapshot(llm)
         wall = 0.0
         n_tokens = 0
         request_s: list[float] = []
@@ -61,22 +61,22 @@ def run_job(job: dict) -> dict:
             outputs[q["question_id"]] = []
             for n, turn in enumerate(q["turns"]):
                 messages.append({"role": "user", "content": turn})
-                turn_before = snapshot(llm)
                 t = time.perf_counter()
                 out = llm.chat(messages, sp, use_tqdm=False)[0].outputs[0]
                 request_s.append(time.perf_counter() - t)
                 wall += request_s[-1]
                 n_tokens += len(out.token_ids)
+                now = snapshot(llm)  # nothing runs between requests: this one's end is the next one's start
                 if n == len(per_turn):
-                    per_turn.append({"wall_s": 0.0, "output_tokens": 0, "requests": 0, "drafts": 0, "draft_tokens": 0,
-                                     "accepted": 0, "accepted_per_pos": []})
+                    per_turn.append({})
                 add_counts(per_turn[n], {"wall_s": request_s[-1], "output_tokens": len(out.token_ids), "requests": 1,
-                                         **delta(snapshot(llm), turn_before)})
+                                         **delta(now, last)})
+                last = now
                 outputs[q["question_id"]].append(list(out.token_ids))
                 messages.append({"role": "assistant", "content": out.text})
         categories[cat] = {"wall_s": wall, "output_tokens": n_tokens, "requests": len(request_s),
                            "request_wall_s": request_s,
-                           **delta(snapshot(llm), before), "per_turn": per_turn, "outputs": outputs}
+                           **delta(last, before), "per_turn": per_turn, "outputs": outputs}
     import vllm
 
     return {"engine_start_s": start_s, "enforce_eager": kwargs["enforce_eager"], "vllm_version": vllm.__version__,

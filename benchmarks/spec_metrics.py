@@ -22,20 +22,19 @@ def snapshot(llm) -> dict:
         if isinstance(m, Counter) and m.name in (DRAFTS, DRAFT_TOKENS, ACCEPTED):
             snap[m.name] += m.value
         elif isinstance(m, Vector) and m.name == ACCEPTED_PER_POS:
-            cur = snap[ACCEPTED_PER_POS]
-            snap[ACCEPTED_PER_POS] = [a + b for a, b in zip(cur + [0] * (len(m.values) - len(cur)), m.values)]
+            snap[ACCEPTED_PER_POS] = add_vectors(snap[ACCEPTED_PER_POS], m.values)
     return snap
+
+
+def add_vectors(a: list, b: list) -> list:
+    """Element-wise sum, the shorter vector padded with zeros."""
+    return [(a[i] if i < len(a) else 0) + (b[i] if i < len(b) else 0) for i in range(max(len(a), len(b)))]
 
 
 def add_counts(total: dict, part: dict) -> dict:
     """``total`` += ``part`` for every number in ``part`` and the per-position vector element-wise (in place)."""
     for k, v in part.items():
-        if k == "accepted_per_pos":
-            cur = total.get(k, [])
-            width = max(len(cur), len(v))
-            total[k] = [(cur[i] if i < len(cur) else 0) + (v[i] if i < len(v) else 0) for i in range(width)]
-        else:
-            total[k] = total.get(k, 0) + v
+        total[k] = add_vectors(total.get(k, []), v) if k == "accepted_per_pos" else total.get(k, 0) + v
     return total
 
 

