@@ -3,9 +3,11 @@ per-position acceptance, the lossless check, a markdown table and a plot."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from benchmarks.methods import BASELINE, VANILLA
+from benchmarks.spec_metrics import add_vectors
 
 OVERALL = "overall"
 
@@ -27,8 +29,7 @@ def stats_of(parts: list[dict], speculative: bool) -> Stats:
     wall = sum(p["wall_s"] for p in parts)
     drafts = sum(p["drafts"] for p in parts)
     accepted = sum(p["accepted"] for p in parts)
-    width = max((len(p["accepted_per_pos"]) for p in parts), default=0)
-    per_pos = [sum(p["accepted_per_pos"][i] for p in parts if i < len(p["accepted_per_pos"])) for i in range(width)]
+    per_pos = functools.reduce(add_vectors, [p["accepted_per_pos"] for p in parts], [])
     if not speculative:
         tau, acc = 1.0, []
     elif drafts:

@@ -30,7 +30,7 @@ from benchmarks.questions import (
     check_no_overlap,
     load_question_sets,
 )
-from benchmarks.spec_metrics import add_counts
+from benchmarks.spec_metrics import add_counts, add_vectors
 from training.cli import run_command
 from training.files import atomic_write, json_object
 
@@ -178,10 +178,8 @@ def pool_rounds(results: list[dict]) -> dict:
     cats = {}
     for c, part in first["categories"].items():
         parts = [r["categories"][c] for r in results]
-        width = max(len(p["accepted_per_pos"]) for p in parts)
         cats[c] = {**part, **{f: sum(p[f] for p in parts) for f in POOLED},
-                   "accepted_per_pos": [sum(p["accepted_per_pos"][i] for p in parts if i < len(p["accepted_per_pos"]))
-                                        for i in range(width)],
+                   "accepted_per_pos": functools.reduce(add_vectors, [p["accepted_per_pos"] for p in parts], []),
                    "request_wall_s": [w for p in parts for w in p["request_wall_s"]]}
         if "per_turn" in part:  # counters per turn index, summed over rounds the same way
             turns = max(len(p["per_turn"]) for p in parts)
