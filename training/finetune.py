@@ -145,6 +145,12 @@ class FinetuneArguments:
                   "prompt's language, chosen by the serving code's detector: what vLLM drafts from, and fewer rows "
                   "a step) or 'union' (over every map's ids, the form before the tenth session)."},
     )
+    hidden_noise: float = field(
+        default=0.0,
+        metadata={"help": "With cache_dir: while training, add uniform noise U(-a, a) x each vector's RMS to the main "
+                  "model's hidden states the head reads (EAGLE's feature augmentation, against memorising the "
+                  "training contexts); evaluation reads them unchanged. 0 = off."},
+    )
     keep_freed_memory: bool = field(
         default=True,
         metadata={"help": "Training on CPU with glibc: keep freed tensors' memory in the process for the next step "
@@ -183,6 +189,10 @@ class FinetuneArguments:
                     raise FinetuneConfigError(f"{name} needs cache_dir (training from cached main-model states)")
         elif self.distill_weight > 0 and self.distill_top_n > self.cache_top_n:
             raise FinetuneConfigError(f"distill_top_n {self.distill_top_n} > cache_top_n {self.cache_top_n}")
+        if not 0.0 <= self.hidden_noise < 1.0:
+            raise FinetuneConfigError(f"hidden_noise must be in [0, 1), got {self.hidden_noise}")
+        if self.hidden_noise and not self.cache_dir:
+            raise FinetuneConfigError("hidden_noise needs cache_dir (training from cached main-model states)")
         if self.overlong not in ("truncate", "drop"):
             raise FinetuneConfigError(f"overlong must be 'truncate' or 'drop', got {self.overlong!r}")
         if self.export not in ("full", "head", "both"):
@@ -281,6 +291,7 @@ def fastmtp_record(fa: FinetuneArguments, steps: int, data_info: dict, source: s
         "loss": loss,
         "distill_weight": fa.distill_weight,
         "distill_top_n": fa.distill_top_n if fa.distill_weight > 0 else None,
+        **({"hidden_noise": fa.hidden_noise} if fa.hidden_noise else {}),
         "data": data_info,
         "steps": steps,
         "base_model": source,
@@ -584,7 +595,7 @@ def _build_from_cache(fa, ta, model_dir: Path, head_src, tokenizer, max_len: int
     module = CachedHeadModule(
         head, embed.float(), lm.float(), vocabs, num_steps=fa.num_steps, beta=fa.beta, form=fa.train_form,
         label_source=fa.label_source, distill_weight=fa.distill_weight, distill_loss=fa.distill_loss,
-        distill_top_n=fa.distill_top_n, choose=choose,
+        distill_top_n=fa.distill_top_n, choose=choose, hidden_noise=fa.hidden_noise,
     )
     subset = isinstance(train, torch.utils.data.Subset)
     data_info = {

@@ -56,7 +56,7 @@ class CachedHeadModule(nn.Module):
     def __init__(self, head: MTPHead, embed_weight: torch.Tensor, lm_weight: torch.Tensor,
                  vocabs: dict[str, torch.Tensor] | None, *, num_steps: int, beta: float, form: str,
                  label_source: str, distill_weight: float, distill_loss: str, distill_top_n: int = 20,
-                 choose: Callable[[list[int]], str] | None = None):
+                 choose: Callable[[list[int]], str] | None = None, hidden_noise: float = 0.0):
         super().__init__()
         self.head = head
         self.register_buffer("embed_weight", embed_weight.detach(), persistent=False)
@@ -76,6 +76,7 @@ class CachedHeadModule(nn.Module):
             self.register_buffer(f"vocab_index_{g}", index, persistent=False)
         self.num_steps, self.beta, self.form, self.label_source = num_steps, beta, form, label_source
         self.distill_weight, self.distill_loss, self.distill_top_n = distill_weight, distill_loss, distill_top_n
+        self.hidden_noise = hidden_noise
         self.skipped_targets = 0  # CE targets outside the draft vocabulary, summed over training steps
         self.used_targets = 0
         self._cast_rows: dict[int, torch.Tensor] = {}
@@ -109,7 +110,7 @@ class CachedHeadModule(nn.Module):
         embeds = F.embedding(input_ids, self.embed_weight)
         groups = self.row_groups(input_ids, loss_mask)
         loss, stats = states_mtp_loss(
-            self.head, hidden, embeds, [self.loss_rows(g) for g in range(len(self.vocab_names))], input_ids,
+            self.head, self.noisy(hidden) if self.training else hidden, embeds, [self.loss_rows(g) for g in range(len(self.vocab_names))], input_ids,
             loss_mask, num_steps=self.num_steps, beta=self.beta, form=self.form, label_source=self.label_source,
             greedy=greedy.long(), vocab_index=[self._vocab(g)[2] for g in range(len(self.vocab_names))],
             row_groups=groups, distill_weight=self.distill_weight, distill_loss=self.distill_loss,
@@ -123,6 +124,15 @@ class CachedHeadModule(nn.Module):
             out["acceptance"] = self.acceptance(input_ids, attention_mask, loss_mask, hidden, embeds, greedy.long(),
                                                 groups)
         return out
+
+    def noisy(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden`` + U(-a, a) x each vector's RMS (a = hidden_noise; the input unchanged when 0). Relative, so
+        one setting means the same for any model's hidden-state scale and either hidden-state convention."""
+        if not self.hidden_noise:
+            return hidden
+        rms = hidden.float().pow(2).mean(-1, keepdim=True).sqrt()
+        noise = (torch.rand(hidden.shape, device=hidden.device) * 2 - 1) * (self.hidden_noise * rms)
+        return (hidden.float() + noise).to(hidden.dtype)
 
     @torch.no_grad()
     def acceptance(self, input_ids, attention_mask, loss_mask, hidden, embeds, greedy, groups=None) -> torch.Tensor:

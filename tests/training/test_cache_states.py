@@ -341,3 +341,44 @@ def test_train_throughput_benchmark_runs_both_paths_on_the_same_data(tiny_random
     md = (tmp_path / "tp" / "results.md").read_text()
     assert "| old: text path, fp32, length-grouped (the committed pipeline) |" in md
     assert "| new: cached states, full vocabulary, length-grouped |" in md
+
+
+def test_hidden_noise_perturbs_training_only_relative_to_each_vector(tiny_random_mimo, data, fp32_cache, tmp_path):
+    """--hidden_noise a: in training the head reads hidden + U(-a, a) x each vector's RMS (a different loss, the
+    same one again under the same torch seed); evaluation reads the cached states as they are; recorded in the
+    head's metadata only when set; out-of-range values and use without a cache are refused at parse time."""
+    from training.finetune import FinetuneConfigError, build, parse_args
+
+    def module_for(*extra):
+        argv = args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", str(fp32_cache.dir),
+                        "--label_source", "greedy", "--bf16", "false", *extra)
+        i = argv.index("--train_file")
+        del argv[i : i + 2]
+        return build(*parse_args(argv)).module
+
+    batch = StatesCollator()([fp32_cache[j] for j in range(4)])
+    plain, noisy = module_for(), module_for("--hidden_noise", "0.2")
+    noisy.head.load_state_dict(plain.head.state_dict())
+    with torch.no_grad():
+        clean = plain.train()(**batch)["loss"]
+        torch.manual_seed(0)
+        first = noisy.train()(**batch)["loss"]
+        torch.manual_seed(0)
+        again = noisy(**batch)["loss"]
+        assert not torch.equal(first, clean) and torch.equal(first, again)
+        assert torch.equal(noisy.eval()(**batch)["loss"], plain.eval()(**batch)["loss"])
+        h = batch["hidden"].float()
+        shift = (noisy.noisy(h) - h).abs() / h.pow(2).mean(-1, keepdim=True).sqrt()
+        assert 0.1 < float(shift.max()) <= 0.2 + 1e-6  # bounded by a x RMS, per vector
+        assert torch.equal(plain.noisy(h), h)
+    from training.finetune import fastmtp_record
+
+    fa_plain, _ = parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", "c"))
+    fa_noisy, _ = parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", "c", "--hidden_noise", "0.2"))
+    assert "hidden_noise" not in fastmtp_record(fa_plain, 1, {}, "m")
+    assert fastmtp_record(fa_noisy, 1, {}, "m")["hidden_noise"] == 0.2
+    for bad in ("-0.1", "1.5"):
+        with pytest.raises(FinetuneConfigError, match="hidden_noise must be in"):
+            parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", "c", "--hidden_noise", bad))
+    with pytest.raises(FinetuneConfigError, match="hidden_noise needs cache_dir"):
+        parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--hidden_noise", "0.1"))
