@@ -33,14 +33,14 @@ PYS
   for c in $CHUNKS; do $PY -m training.cache_states --model_path $M --data $R/train-$c.jsonl --out $C/train-$c --max_seq_len 1024 --no_progress; done
   for s in $EVALS; do $PY -m training.cache_states --model_path $M --data $R/eval-$s.jsonl --out $C/eval-$s --max_seq_len 1024 --no_progress; done ;;
 train)
-  # START=DIR SEED=N OUT=DIR: a further epoch from this one's head (the fifth: START=runs/ft19/final SEED=20 OUT=runs/ft20)
+  # START=DIR SEED=N OUT=DIR (LR=peak lr, EXTRA=more finetune flags): a further epoch from this one's head (the fifth: START=runs/ft19/final SEED=20 OUT=runs/ft20)
   $PY -m training.finetune --model_path ${START:-$M} --cache_dir $(for c in $CHUNKS; do printf "$C/train-$c,"; done | sed 's/,$//') \
     --eval_file $R/eval-public.jsonl --eval_cache_dir $C/eval-public --max_eval_examples 82 --max_seq_len 1024 \
     --label_source greedy --draft_vocab $MAPS --num_steps 3 \
-    --learning_rate 4e-4 --warmup_steps 0.03 --train_form serving --num_train_epochs 1 --per_device_train_batch_size 8 \
+    --learning_rate ${LR:-4e-4} --warmup_steps 0.03 --train_form serving --num_train_epochs 1 --per_device_train_batch_size 8 \
     --train_sampling_strategy group_by_length --seed ${SEED:-19} \
     --eval_strategy steps --eval_steps 400 --save_steps 200 --logging_steps 40 --eval_on_start true --output_dir ${OUT:-runs/ft19} \
-    --export both --export_dtype bfloat16 --resume_from_checkpoint last ;;
+    --export both --export_dtype bfloat16 --resume_from_checkpoint last ${EXTRA:-} ;;
 offline)  # ../offline_heads.sh
   bash benchmarks/results/offline_heads.sh runs/off19 "$2" "$3" $EVALS ;;
 served)  # none + each head, one round: ../serve_heads.sh
