@@ -109,8 +109,9 @@ class CachedHeadModule(nn.Module):
         """return_loss=True tells the Trainer this model computes its own loss (no labels input)."""
         embeds = F.embedding(input_ids, self.embed_weight)
         groups = self.row_groups(input_ids, loss_mask)
+        hidden_in = self.noisy(hidden) if self.training else hidden
         loss, stats = states_mtp_loss(
-            self.head, self.noisy(hidden) if self.training else hidden, embeds, [self.loss_rows(g) for g in range(len(self.vocab_names))], input_ids,
+            self.head, hidden_in, embeds, [self.loss_rows(g) for g in range(len(self.vocab_names))], input_ids,
             loss_mask, num_steps=self.num_steps, beta=self.beta, form=self.form, label_source=self.label_source,
             greedy=greedy.long(), vocab_index=[self._vocab(g)[2] for g in range(len(self.vocab_names))],
             row_groups=groups, distill_weight=self.distill_weight, distill_loss=self.distill_loss,

@@ -374,7 +374,8 @@ def test_hidden_noise_perturbs_training_only_relative_to_each_vector(tiny_random
     from training.finetune import fastmtp_record
 
     fa_plain, _ = parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", "c"))
-    fa_noisy, _ = parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", "c", "--hidden_noise", "0.2"))
+    fa_noisy, _ = parse_args(args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", "c",
+                                      "--hidden_noise", "0.2"))
     assert "hidden_noise" not in fastmtp_record(fa_plain, 1, {}, "m")
     assert fastmtp_record(fa_noisy, 1, {}, "m")["hidden_noise"] == 0.2
     for bad in ("-0.1", "1.5"):
