@@ -131,9 +131,9 @@ class CachedHeadModule(nn.Module):
         one setting means the same for any model's hidden-state scale and either hidden-state convention."""
         if not self.hidden_noise:
             return hidden
-        rms = hidden.float().pow(2).mean(-1, keepdim=True).sqrt()
-        noise = (torch.rand(hidden.shape, device=hidden.device) * 2 - 1) * (self.hidden_noise * rms)
-        return (hidden.float() + noise).to(hidden.dtype)
+        h = hidden.float()
+        rms = h.pow(2).mean(-1, keepdim=True).sqrt()
+        return (h + (torch.rand_like(h) * 2 - 1) * (self.hidden_noise * rms)).to(hidden.dtype)
 
     @torch.no_grad()
     def acceptance(self, input_ids, attention_mask, loss_mask, hidden, embeds, greedy, groups=None) -> torch.Tensor:

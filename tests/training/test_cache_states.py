@@ -14,7 +14,7 @@ from training.from_cache import StatesCollator
 from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
 from training.mtp_head import MTPHead, chain_outputs, main_hidden_states, mtp_loss, states_mtp_loss
 
-from tests.training.test_finetune import args_for, write_chat
+from tests.training.test_finetune import args_for, cache_args, write_chat
 
 torch.set_num_threads(1)
 
@@ -295,10 +295,7 @@ def test_rows_cast_once_under_autocast_give_the_same_loss(tiny_random_mimo, data
     """The draft-vocabulary rows are cast to the autocast dtype once per run, not at every matmul: same loss."""
     from training.finetune import build, parse_args
 
-    argv = args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", str(fp32_cache.dir), "--label_source",
-                    "greedy")
-    i = argv.index("--train_file")
-    del argv[i : i + 2]
+    argv = cache_args(tiny_random_mimo, data, fp32_cache, tmp_path / "o", "--label_source", "greedy")
     module = build(*parse_args(argv)).module.train()
     batch = StatesCollator()([fp32_cache[j] for j in range(4)])
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -350,10 +347,8 @@ def test_hidden_noise_perturbs_training_only_relative_to_each_vector(tiny_random
     from training.finetune import FinetuneConfigError, build, parse_args
 
     def module_for(*extra):
-        argv = args_for(tiny_random_mimo, data, tmp_path / "o", "--cache_dir", str(fp32_cache.dir),
-                        "--label_source", "greedy", "--bf16", "false", *extra)
-        i = argv.index("--train_file")
-        del argv[i : i + 2]
+        argv = cache_args(tiny_random_mimo, data, fp32_cache, tmp_path / "o", "--label_source", "greedy",
+                          "--bf16", "false", *extra)
         return build(*parse_args(argv)).module
 
     batch = StatesCollator()([fp32_cache[j] for j in range(4)])

@@ -50,6 +50,14 @@ def args_for(model, data, out, *extra):
     ]
 
 
+def cache_args(model, data, cache, out, *extra):
+    """finetune flags over a prebuilt cache alone (no --train_file: nothing to rebuild); the tests' caches keep
+    the main model's top-5."""
+    argv = args_for(model, data, out, "--cache_dir", str(cache.dir), "--cache_top_n", "5", *extra)
+    i = argv.index("--train_file")
+    return argv[:i] + argv[i + 2 :]
+
+
 def tensor_hashes(model_dir: Path) -> dict[str, str]:
     files = sorted(model_dir.glob("*.safetensors"))
     out = {}

@@ -14,7 +14,7 @@ from training.mtp_head import MTPHead, chain_outputs, drafts_from_states, states
 from vllm_fastmtp.conventions import POST_NORM
 from vocab_maps.format import save_map
 
-from tests.training.test_finetune import args_for
+from tests.training.test_finetune import cache_args
 
 torch.set_num_threads(1)
 V = 384  # the tiny checkpoint's vocabulary (byte tokenizer)
@@ -45,13 +45,6 @@ def mixed(tiny_random_mimo, tmp_path_factory):
     en = save_map(d / "en.pt", list(range(32, 127)), {"language": "en"}, vocab_size=V)
     zh = save_map(d / "zh.pt", list(range(0x80, 0x100)) + list(range(97, 107)), {"language": "zh"}, vocab_size=V)
     return d, data, cache, en, zh
-
-
-def _cache_args(model, data, cache, out, *extra):
-    """finetune flags over the prebuilt fp32 cache alone (no --train_file: nothing to rebuild)."""
-    argv = args_for(model, data, out, "--cache_dir", str(cache.dir), "--cache_top_n", "5", *extra)
-    i = argv.index("--train_file")
-    return argv[:i] + argv[i + 2 :]
 
 
 def _index(ids):
@@ -112,7 +105,7 @@ def test_finetune_picks_each_conversations_map_as_served_and_evaluates_over_it(t
     from training.finetune import build, parse_args, run
 
     d, data, cache, en, zh = mixed
-    argv = _cache_args(tiny_random_mimo, data, cache, tmp_path / "o", "--label_source", "greedy",
+    argv = cache_args(tiny_random_mimo, data, cache, tmp_path / "o", "--label_source", "greedy",
                        "--draft_vocab", f"{en},{zh}")
     b = build(*parse_args(argv))
     m = b.module
@@ -153,7 +146,7 @@ def test_maps_without_a_language_or_with_the_same_one_are_refused_by_name(tiny_r
     en2 = save_map(tmp_path / "en2.pt", list(range(40, 100)), {"language": "en"}, vocab_size=V)
 
     def argv(maps, *extra):
-        return _cache_args(tiny_random_mimo, data, cache, tmp_path / "o", "--draft_vocab", maps, *extra)
+        return cache_args(tiny_random_mimo, data, cache, tmp_path / "o", "--draft_vocab", maps, *extra)
 
     with pytest.raises(FinetuneConfigError, match=r"bare.pt has no 'language' in its sidecar .*bare.json.*--vocab_loss union"):
         build(*parse_args(argv(f"{en},{bare}")))
