@@ -40,7 +40,10 @@ M="$R/smollm2-mimo"
 #    and a ninth (public5.jsonl: ShareGPT chats' first TWO user turns, the second a follow-up to the model's answer,
 #    MT-Bench's shape; distilled with --after-cut continue, as the benchmark asks turn 2 after a capped turn 1;
 #    chats held out of the earlier sets' evaluation left out)
-for set in broad broad2 public public2 public3 public4 code3 public5; do
+#    and a tenth and eleventh (self.jsonl, self2.jsonl: requests the model writes itself from its chat template's
+#    pre-query, training.self_prompts; the eleventh starts each with one of 24 instruction words. Sampled in bf16:
+#    a rerun matches the committed files up to a few prompts)
+for set in broad broad2 public public2 public3 public4 code3 public5 self self2; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
 done
 if want prompts; then
@@ -88,10 +91,16 @@ if want prompts; then
     --sharegpt-n 2000 --seed 5 --out "$D/prompts/public5.jsonl" --held-out-of "$D"/prompts/{public,public2,public3}.jsonl.gz \
     --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3}.jsonl.gz
   gzip -kf "$D/prompts/public5.jsonl"
+  $PY -m training.self_prompts --model "$M" --n 3000 --seed 0 --out "$D/prompts/self.jsonl" \
+    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5}.jsonl.gz
+  $PY -m training.self_prompts --model "$M" --n 1500 --seed 1 --out "$D/prompts/self2.jsonl" \
+    --openers "Write|Explain|Describe|Compose|Create|Imagine|Summarize|Rewrite|Compare|Solve|Implement|Suggest|List|Draft|Give me|Help me|Pretend you are|Design|Plan|Calculate|Edit|Analyze|Generate|Tell me" \
+    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self}.jsonl.gz
+  gzip -kf "$D/prompts/self.jsonl" "$D/prompts/self2.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
 #    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2, public,
-#    public2, public3, public4, code3 alike);
+#    public2, public3, public4, code3, public5, self, self2 alike);
 #    the command gunzips the committed corpus first to continue from it.
 SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
@@ -226,7 +235,7 @@ if want bench; then
     --method 'fastmtp-full={"speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3}}' \
     --method "fastmtp={\"speculative_config\": $FM}" \
     --method "fastmtp+confidence={\"speculative_config\": ${FM%\}}, \"draft_confidence\": ${CONF:-0.2}}}" \
-    --k 3 --headline-k 3 --training-prompts "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5}.jsonl --rounds "${ROUNDS:-1}" \
+    --k 3 --headline-k 3 --training-prompts "$D"/prompts/*.jsonl --rounds "${ROUNDS:-1}" \
     --out-dir "$OUT" --summary "$SUMMARY" --overwrite
   $PY -m benchmarks.step_costs "$OUT/results.json"
 fi

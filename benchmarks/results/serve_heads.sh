@@ -14,5 +14,5 @@ done
 for f in data/smollm2/prompts/*.jsonl.gz; do [ -f "${f%.gz}" ] || gunzip -k "$f"; done
 .venv/bin/python -m benchmarks.run --model runs/pipeline/smollm2-mimo --dtype float32 --group-by file --per-category 5 \
   --max-new-tokens 128 "${methods[@]}" --k 3 --headline-k 3 \
-  --training-prompts data/smollm2/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5}.jsonl \
+  --training-prompts data/smollm2/prompts/*.jsonl \
   --rounds "${ROUNDS:-1}" --out-dir "$out" --summary "$out/summary.json" --overwrite
