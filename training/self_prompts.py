@@ -28,13 +28,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.questions import bundled_paths, check_no_overlap, normalize
-from training.curate import repetition_ratio, shingle_hashes
+from benchmarks.questions import bundled_paths, normalize
+from training.curate import NearDuplicates, repetition_ratio
 from training.files import atomic_write
-from training.public_prompts import MAX_CHARS, MIN_CHARS, BenchmarkFilter, earlier_keys, language
-from training.synth_prompts import interleave
+from training.public_prompts import MAX_CHARS, MIN_CHARS, BenchmarkFilter, earlier_keys, language, write_checked
 
 SENTINEL = "\u2063the user writes here\u2063"  # stands in for the user's words while the template is rendered
 CATEGORY = {"en": "self", "zh": "chinese"}
@@ -62,31 +59,19 @@ class Keep:
     """The filters, in order; ``reasons`` counts what each dropped."""
 
     def __init__(self, exclude: set, near_dup: float, max_loop: float = 0.5):
-        from datasketch import MinHash, MinHashLSH
-
         self.benchmark = BenchmarkFilter(bundled_paths())
         self.seen = set(exclude)
-        self.near_dup, self.max_loop = near_dup, max_loop
-        self.lsh = MinHashLSH(threshold=near_dup, num_perm=128)
-        self.perm = MinHash(num_perm=128, seed=1).permutations
-        self.sigs: list[np.ndarray] = []
+        self.near = NearDuplicates(near_dup)
+        self.max_loop = max_loop
         self.reasons: Counter = Counter()
-
-    def _minhash(self, text: str):
-        from datasketch import MinHash
-
-        m = MinHash(num_perm=128, seed=1, hashfunc=int, permutations=self.perm, scheme="affine32")
-        m.update_batch(shingle_hashes(text))
-        return m
 
     def reason(self, text: str, finish_reason: str | None) -> str | None:
         """Why ``text`` is dropped (None: kept, and remembered for the repeat checks)."""
-        lang = language(text)
         if finish_reason != "stop":
             return "cut"
         if not MIN_CHARS <= len(text) <= MAX_CHARS:
             return "length"
-        if lang not in CATEGORY:
+        if language(text) not in CATEGORY:
             return "language"
         if repetition_ratio(text) >= self.max_loop:
             return "loop"
@@ -95,13 +80,11 @@ class Keep:
         key = normalize(text)
         if key in self.seen:
             return "repeat"
-        m = self._minhash(text)
-        sig = m.hashvalues.astype(np.uint32)
-        if any(float(np.mean(self.sigs[k] == sig)) >= self.near_dup for k in self.lsh.query(m)):
+        m = self.near.minhash(text)
+        if self.near.matches(m):
             return "near-duplicate"
         self.seen.add(key)
-        self.lsh.insert(len(self.sigs), m)
-        self.sigs.append(sig)
+        self.near.add(m)
         return None
 
     def __call__(self, text: str, finish_reason: str | None) -> bool:
@@ -211,14 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if n_kept < a.n:
         print(f"note: {a.n} asked, {n_kept} kept from {done} candidates (--max-candidates)", file=sys.stderr)
-    lines = interleave({c: [json.dumps(q, ensure_ascii=False) + "\n" for q in v] for c, v in kept.items()})
-    tmp = a.out.with_name(a.out.name + ".check")
-    atomic_write(tmp, "".join(lines))
-    try:
-        check_no_overlap([tmp], bundled_paths())  # the guard: a file that overlaps never replaces anything
-        tmp.replace(a.out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_checked(a.out, kept)
     stats = {"model": a.model, "candidates": done, "kept": n_kept, "per_category": {c: len(v) for c, v in kept.items()},
              "filters": dict(keep.reasons), "generated_tokens": tokens,
              "seconds": round(secs, 1),
