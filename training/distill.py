@@ -382,6 +382,18 @@ def request_seed(seed: int, item_id: str, turn: int) -> int:
     return int(hashlib.sha1(f"{seed}:{item_id}:{turn}".encode()).hexdigest()[:8], 16)
 
 
+def offline_engine(llm_kwargs: dict):
+    """vLLM's offline engine for batch generation, with this machine's CPU defaults (every core computing, a
+    fixed KV cache, whole-prompt prefill) where the user did not decide otherwise."""
+    from vllm import LLM
+
+    from vllm_fastmtp.integration.cpu_fixes import cpu_engine_workarounds
+
+    use_all_cpu_cores()
+    default_cpu_kv_cache(llm_kwargs)
+    return LLM(**{**cpu_engine_workarounds(), **llm_kwargs})
+
+
 class ChunkGenerator:
     """Owns one vLLM engine; turns a chunk of work items into finished records."""
 
@@ -389,13 +401,7 @@ class ChunkGenerator:
         self, llm_kwargs: dict, sampling: dict, seed: int, renderer: Renderer, record_base: dict,
         turn_progress: bool = False, after_cut: str = "stop",
     ):
-        from vllm import LLM
-
-        from vllm_fastmtp.integration.cpu_fixes import cpu_engine_workarounds
-
-        use_all_cpu_cores()
-        default_cpu_kv_cache(llm_kwargs)
-        self.llm = LLM(**{**cpu_engine_workarounds(), **llm_kwargs})
+        self.llm = offline_engine(llm_kwargs)
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.sampling, self.extra_args = sampling, None
         if llm_kwargs.get("logits_processors"):

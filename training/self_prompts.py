@@ -165,14 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     keep = Keep(earlier_keys(a.exclude), a.near_dup)  # reads the --exclude files before the engine starts
 
-    from training.distill import default_cpu_kv_cache, use_all_cpu_cores
-    from vllm import LLM
-    from vllm_fastmtp.integration.cpu_fixes import cpu_engine_workarounds
+    from training.distill import offline_engine
 
-    use_all_cpu_cores()
-    llm_kwargs = {"model": a.model, "dtype": a.dtype, "max_model_len": a.max_model_len, "enforce_eager": True}
-    default_cpu_kv_cache(llm_kwargs)
-    llm = LLM(**{**cpu_engine_workarounds(), **llm_kwargs})
+    llm = offline_engine({"model": a.model, "dtype": a.dtype, "max_model_len": a.max_model_len, "enforce_eager": True})
     kept: dict[str, list[dict]] = {}
     n_kept = done = tokens = 0
     t0 = time.perf_counter()
