@@ -69,17 +69,11 @@ offline)  # ../offline_heads.sh per arm; the table as offline.json here
     bash benchmarks/results/offline_heads.sh runs/off-resample "${arm%%=*}" "${arm#*=}" \
       trainpublic first105 public public2 public3 broad2 code3 public5
   done | tee runs/off-resample/lines.txt
-  $PY - <<'PYS'
-import json
-heads = {}
-for line in open("runs/off-resample/lines.txt"):
-    name, s, *pos = line.split()
-    heads.setdefault(name, {})[s] = [float(p) for p in pos]
-note = ("offline acceptance % at draft positions 1/2/3, exact fp32, serving form, each conversation over its own "
-        "map (../offline_heads.sh); trainpublic = 82 of the head's own training conversations of the public set "
-        "(seen), the other sets held out (../follow_ups/offline.json names them); ep10 = the shipped head, every "
-        "other arm one epoch from it (run.sh)")
-json.dump({"note": note, "heads": heads}, open("benchmarks/results/resampled_answers/offline.json", "w"), indent=1)
-PYS
+  $PY benchmarks/results/offline_json.py runs/off-resample/lines.txt benchmarks/results/resampled_answers/offline.json \
+    --note "offline acceptance % at draft positions 1/2/3, exact fp32, serving form, each conversation over its own \
+map (../offline_heads.sh); trainpublic = 82 of the head's own training conversations of the public set \
+(seen), the other sets held out (../follow_ups/offline.json names them); ep10 = the shipped head (its held-out \
+numbers are ../follow_ups/offline.json's, reproduced to the digit for public here), every other arm one epoch from \
+it (run.sh)"
   ;;
 esac

@@ -42,20 +42,12 @@ offline)  # ../offline_heads.sh; ep10 and nine on the seven older sets are in ..
       bash benchmarks/results/offline_heads.sh runs/off-self "${arm%%=*}" "${arm#*=}" \
         first105 public public2 public3 broad2 code3 public5 self self2
     done; } | tee runs/off-self/lines.txt
-  $PY - <<'PYS'
-import json
-heads = {k: v for k, v in json.load(open("benchmarks/results/resampled_answers/offline.json"))["heads"].items()
-         if k in ("ep10", "nine")}
-for h in heads.values():
-    h.pop("trainpublic", None)
-for line in open("runs/off-self/lines.txt"):
-    name, s, *pos = line.split()
-    heads.setdefault(name, {})[s] = [float(p) for p in pos]
-note = ("offline acceptance % at draft positions 1/2/3 on held-out sets, exact fp32, serving form, each conversation "
-        "over its own map (../offline_heads.sh); ep10 = the shipped head, nine = one epoch from it over its nine "
-        "chunks (../resampled_answers/), self = the same epoch + train-self-chunk0 + train-self2-chunk0 (run.sh), self-ep2 = a second such epoch from self; "
-        "ep10 and nine on the seven older sets from ../resampled_answers/offline.json")
-json.dump({"note": note, "heads": heads}, open("benchmarks/results/self_prompts/offline.json", "w"), indent=1)
-PYS
+  $PY benchmarks/results/offline_json.py runs/off-self/lines.txt benchmarks/results/self_prompts/offline.json \
+    --take benchmarks/results/resampled_answers/offline.json:ep10 --take benchmarks/results/resampled_answers/offline.json:nine \
+    --drop-set trainpublic --note "offline acceptance % at draft positions 1/2/3 on held-out sets, exact fp32, serving \
+form, each conversation over its own map (../offline_heads.sh); ep10 = the shipped head, nine = one epoch from it \
+over its nine chunks (../resampled_answers/), self = the same epoch + train-self-chunk0 + train-self2-chunk0 \
+(run.sh), self-ep2 = a second such epoch from self; ep10 and nine on the seven older sets from \
+../resampled_answers/offline.json"
   ;;
 esac
