@@ -32,10 +32,14 @@ def main(argv=None):
         heads[name or head] = {s: v for s, v in taken[head].items() if s not in args.drop_set}
     for n, line in enumerate(open(args.lines, encoding="utf-8"), 1):
         fields = line.split()
-        if len(fields) != 5:
+        try:
+            name, s, *pos = fields
+            pos = [float(p) for p in pos]
+            if len(pos) != 3:
+                raise ValueError
+        except ValueError:
             parser.error(f"{args.lines}:{n}: expected 'NAME SET POS1 POS2 POS3', got {line.strip()!r}")
-        name, s, *pos = fields
-        heads.setdefault(name, {})[s] = [float(p) for p in pos]
+        heads.setdefault(name, {})[s] = pos
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump({"note": args.note, "heads": heads}, f, indent=1)
 

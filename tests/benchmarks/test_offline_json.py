@@ -48,6 +48,7 @@ def test_line_merges_into_a_taken_head(tmp_path):
 
 @pytest.mark.parametrize("bad, take, message", [
     ("h a 1 2\n", [], "lines.txt:1: expected 'NAME SET POS1 POS2 POS3'"),
+    ("h a 1 2 3\nh b 1 x 3\n", [], "lines.txt:2: expected 'NAME SET POS1 POS2 POS3'"),
     ("h a 1 2 3\n", ["--take", "EARLIER:missing"], "no head 'missing'"),
     ("h a 1 2 3\n", ["--take", "nofile"], "expected FILE:HEAD"),
 ])
