@@ -42,9 +42,9 @@ M="$R/smollm2-mimo"
 #    chats held out of the earlier sets' evaluation left out)
 #    and a tenth and eleventh (self.jsonl, self2.jsonl: requests the model writes itself from its chat template's
 #    pre-query, training.self_prompts; the eleventh starts each with one of 24 instruction words) and a twelfth
-#    (self3.jsonl: 24 other opening words, questions and editing/analysis tasks). Sampled in bf16: a rerun matches
-#    the committed files up to a few prompts)
-for set in broad broad2 public public2 public3 public4 code3 public5 self self2 self3; do
+#    (self3.jsonl: 24 other opening words, questions and editing/analysis tasks) and a thirteenth (self4.jsonl: as
+#    the tenth, another seed). Sampled in bf16: a rerun matches the committed files up to a few prompts)
+for set in broad broad2 public public2 public3 public4 code3 public5 self self2 self3 self4; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
 done
 if want prompts; then
@@ -100,11 +100,13 @@ if want prompts; then
   $PY -m training.self_prompts --model "$M" --n 3000 --seed 2 --out "$D/prompts/self3.jsonl" \
     --openers "What|How|Why|Can you|I need|Please|Translate|Classify|Find|Convert|Debug|Outline|Brainstorm|Paraphrase|Evaluate|Predict|Recommend|Define|Identify|Organize|Propose|Estimate|Prove|Is it" \
     --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2}.jsonl.gz
-  gzip -kf "$D/prompts/self.jsonl" "$D/prompts/self2.jsonl" "$D/prompts/self3.jsonl"
+  $PY -m training.self_prompts --model "$M" --n 3000 --seed 3 --out "$D/prompts/self4.jsonl" \
+    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3}.jsonl.gz
+  gzip -kf "$D/prompts/self.jsonl" "$D/prompts/self2.jsonl" "$D/prompts/self3.jsonl" "$D/prompts/self4.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
 #    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2, public,
-#    public2, public3, public4, code3, public5, self, self2, self3 alike);
+#    public2, public3, public4, code3, public5, self, self2, self3, self4 alike);
 #    the command gunzips the committed corpus first to continue from it.
 SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
