@@ -137,36 +137,24 @@ fi
 MAPS="${MAPS:-$R/maps/smollm2-en-8k.pt,$R/maps/smollm2-zh-8k.pt}"
 # 5. the main model's states, once (resumable shards; ~1.3 KB per token on disk), per chunk of 3,072 prompt lines:
 #    a chunk's training records stay the same as the corpus grows (ids carry the prompt line; the split is by id),
-#    so distilling more adds a chunk and a cache without rebuilding the earlier ones (~1.3k tok/s here)
+#    so distilling more adds a chunk and a cache without rebuilding the earlier ones (~1.3k tok/s here).
+#    The held-out conversations likewise per set: eval-SET.jsonl (eval-first105.jsonl: the first set's first 105, the
+#    offline eval set); EVALS="first105 public ..." caches those (cache/eval-SET) instead of the whole eval.jsonl
 CHUNK_LINES=3072
 if want cache; then
-  $PY - "$R/train.jsonl" "$R" "$CHUNK_LINES" <<'PYS'
-import json, sys
-src, r, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-chunks = {}
-for line in open(src, encoding="utf-8"):
-    prompt_file, prompt_line = json.loads(line)["id"].split(":")[:2]  # distill ids: PROMPT_FILE:LINE:HASH
-    chunk = (prompt_line := int(prompt_line) - 1) // n
-    # the first set keeps its chunk names (train-chunk0..), a second set's are train-SET-chunk0..
-    chunks.setdefault(f"chunk{chunk}" if prompt_file == "mixed.jsonl" else f"{prompt_file[:-6]}-chunk{chunk}", []).append(line)
-for i, lines in sorted(chunks.items()):
-    path = f"{r}/train-{i}.jsonl"
-    text = "".join(lines)
-    try:
-        same = open(path, encoding="utf-8").read() == text
-    except FileNotFoundError:
-        same = False
-    if not same:
-        open(path, "w", encoding="utf-8").write(text)
-    print(f"{path}: {len(lines)} conversations", file=sys.stderr)
-PYS
+  $PY -m training.chunk_sets "$R/train.jsonl" "$R/eval.jsonl" --out "$R" --lines "$CHUNK_LINES"
   for f in "$R"/train-*chunk*.jsonl; do
     i="${f##*train-}"; i="${i%.jsonl}"; i="${i#chunk}"  # 3 for train-chunk3, broad-chunk0 for train-broad-chunk0
     [[ -z "${CHUNKS:-}" || " $CHUNKS " == *" $i "* ]] || continue
     c="chunk$i"; [[ "$i" != *chunk* ]] || c="$i"
     $PY -m training.cache_states --model_path "$M" --data "$f" --out "$R/cache/train-$c" --max_seq_len 1024
   done
-  $PY -m training.cache_states --model_path "$M" --data "$R/eval.jsonl" --out "$R/cache/eval" --max_seq_len 1024
+  if [[ -z "${EVALS:-}" ]]; then
+    $PY -m training.cache_states --model_path "$M" --data "$R/eval.jsonl" --out "$R/cache/eval" --max_seq_len 1024
+  fi
+  for s in ${EVALS:-}; do
+    $PY -m training.cache_states --model_path "$M" --data "$R/eval-$s.jsonl" --out "$R/cache/eval-$s" --max_seq_len 1024
+  done
 fi
 # CHUNKS="2 broad-chunk0" (first-set chunk indices, second-set chunk names) caches and trains on those only;
 # default: every chunk

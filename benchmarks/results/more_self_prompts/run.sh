@@ -8,26 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PY=.venv/bin/python
-R=runs/pipeline
-C=$R/cache
-M=$R/smollm2-mimo
+M=runs/pipeline/smollm2-mimo
 ELEVEN="public-chunk0 public2-chunk0 public2-chunk1 chunk2-zhmath broad2-chunk0 public3-chunk0 public3-chunk1 code3-chunk0 public5-chunk0 self-chunk0 self2-chunk0"
 SETS="first105 public public2 public3 broad2 code3 public5 self self2 self3"
 case $1 in
 distill)  # all 3,000, then the pipeline's curation of every set (the earlier sets' records are unchanged by it)
   PROMPT_SET=self3 bash scripts/pipeline.sh distill
   bash scripts/pipeline.sh curate ;;
-caches)  # the pipeline's chunker for the new set only (3,000 prompt lines: one chunk)
-  $PY - <<'PYS'
-import json
-for part, src in (("train-self3-chunk0", "runs/pipeline/train.jsonl"), ("eval-self3", "runs/pipeline/eval.jsonl")):
-    rows = [l for l in open(src, encoding="utf-8") if json.loads(l)["id"].startswith("self3.jsonl:")]
-    open(f"runs/pipeline/{part}.jsonl", "w", encoding="utf-8").write("".join(rows))
-    print(part, len(rows))
-PYS
-  for c in train-self3-chunk0 eval-self3; do
-    $PY -m training.cache_states --model_path $M --data $R/$c.jsonl --out $C/$c --max_seq_len 1024 --no_progress
-  done ;;
+caches)  # the pipeline's chunker and per-set held-out files; caches for the new set only (3,000 prompt lines: one chunk)
+  CHUNKS="self3-chunk0" EVALS="self3" bash scripts/pipeline.sh cache ;;
 train)  # START=DIR SEED=N OUT=DIR: runs/ft29 from runs/ft28 (seed 28), runs/ft30 from runs/ft29 (seed 29)
   CHUNKS="$ELEVEN self3-chunk0" LR=2e-4 START=${START:-runs/ft28/final} SEED=${SEED:-28} OUT=${OUT:-runs/ft29} \
     bash benchmarks/results/fourth_epoch/run.sh train ;;

@@ -8,28 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PY=.venv/bin/python
-R=runs/pipeline
-C=$R/cache
-M=$R/smollm2-mimo
 NINE="public-chunk0 public2-chunk0 public2-chunk1 chunk2-zhmath broad2-chunk0 public3-chunk0 public3-chunk1 code3-chunk0 public5-chunk0"
 case $1 in
 distill)  # the first 1,500 of each (self.jsonl's other 1,500 for a later chunk), then the pipeline's curation of all sets
   PROMPT_SET=self LIMIT=1500 bash scripts/pipeline.sh distill
   PROMPT_SET=self2 LIMIT=1500 bash scripts/pipeline.sh distill
   bash scripts/pipeline.sh curate ;;
-caches)  # the pipeline's chunker for the two new sets only
-  $PY - <<'PYS'
-import json
-for s in ("self", "self2"):
-    for part, src in (("train", "runs/pipeline/train.jsonl"), ("eval", "runs/pipeline/eval.jsonl")):
-        rows = [l for l in open(src, encoding="utf-8") if json.loads(l)["id"].startswith(f"{s}.jsonl:")]
-        name = f"train-{s}-chunk0" if part == "train" else f"eval-{s}"
-        open(f"runs/pipeline/{name}.jsonl", "w", encoding="utf-8").write("".join(rows))
-        print(name, len(rows))
-PYS
-  for c in train-self-chunk0 train-self2-chunk0 eval-self eval-self2; do
-    $PY -m training.cache_states --model_path $M --data $R/$c.jsonl --out $C/$c --max_seq_len 1024 --no_progress
-  done ;;
+caches)  # the pipeline's chunker and per-set held-out files; caches for the two new sets only
+  CHUNKS="self-chunk0 self2-chunk0" EVALS="self self2" bash scripts/pipeline.sh cache ;;
 train)  # START=DIR SEED=N OUT=DIR: a second epoch over the same chunks (runs/ft28 from runs/ft27, seed 27)
   CHUNKS="$NINE self-chunk0 self2-chunk0" LR=2e-4 START=${START:-runs/ft25/final} SEED=${SEED:-26} OUT=${OUT:-runs/ft27} \
     bash benchmarks/results/fourth_epoch/run.sh train ;;
