@@ -16,7 +16,7 @@ SETS="first105 public public2 public3 broad2 code3 public5 self self2 self3 self
 OLD="public-chunk0 public2-chunk0 public2-chunk1 chunk2-zhmath broad2-chunk0 public3-chunk0 public3-chunk1 code3-chunk0 public5-chunk0 self-chunk0 self2-chunk0 self3-chunk0"
 case $1 in
 caches)  # the pipeline's chunker and per-set held-out files; the new chunk, the held-out sets, the replay sample
-  CHUNKS="self4-chunk0" EVALS="self4 self3 public public2 public3 broad2 code3 public5 self self2" \
+  CHUNKS="self4-chunk0" EVALS="first105 self4 self3 public public2 public3 broad2 code3 public5 self self2" \
     bash scripts/pipeline.sh cache
   # the replay sample: every 8th conversation of each chunk ep14 trained on (of train-chunk2-zhmath, ep14's Chinese
   # and math slice of train-chunk2 (../fourth_epoch/run.sh caches), every 2nd: the only Chinese training text)
