@@ -9,6 +9,8 @@ usage: offline_json.py LINES OUT --note TEXT [--take FILE:HEAD[=NAME]]... [--dro
 import argparse
 import json
 
+from training.files import atomic_write
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -26,7 +28,10 @@ def main(argv=None):
         head, _, name = head.partition("=")
         if not path:
             parser.error(f"--take {spec}: expected FILE:HEAD[=NAME]")
-        taken = json.load(open(path, encoding="utf-8"))["heads"]
+        try:
+            taken = json.load(open(path, encoding="utf-8"))["heads"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            parser.error(f"--take {spec}: {path} is not a readable offline.json with a 'heads' object ({e!r})")
         if head not in taken:
             parser.error(f"--take {spec}: no head {head!r} in {path} (has {sorted(taken)})")
         heads[name or head] = {s: v for s, v in taken[head].items() if s not in args.drop_set}
@@ -40,8 +45,7 @@ def main(argv=None):
         except ValueError:
             parser.error(f"{args.lines}:{n}: expected 'NAME SET POS1 POS2 POS3', got {line.strip()!r}")
         heads.setdefault(name, {})[s] = pos
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"note": args.note, "heads": heads}, f, indent=1)
+    atomic_write(args.out, json.dumps({"note": args.note, "heads": heads}, indent=1))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def test_line_merges_into_a_taken_head(tmp_path):
     ("h a 1 2 3\nh b 1 x 3\n", [], "lines.txt:2: expected 'NAME SET POS1 POS2 POS3'"),
     ("h a 1 2 3\n", ["--take", "EARLIER:missing"], "no head 'missing'"),
     ("h a 1 2 3\n", ["--take", "nofile"], "expected FILE:HEAD"),
+    ("h a 1 2 3\n", ["--take", "EARLIER.missing:h"], "is not a readable offline.json"),
 ])
 def test_bad_input_named_and_nothing_written(tmp_path, capsys, bad, take, message):
     earlier = tmp_path / "earlier.json"
