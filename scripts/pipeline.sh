@@ -137,7 +137,8 @@ fi
 MAPS="${MAPS:-$R/maps/smollm2-en-8k.pt,$R/maps/smollm2-zh-8k.pt}"
 # 5. the main model's states, once (resumable shards; ~1.3 KB per token on disk), per chunk of 3,072 prompt lines:
 #    a chunk's training records stay the same as the corpus grows (ids carry the prompt line; the split is by id),
-#    so distilling more adds a chunk and a cache without rebuilding the earlier ones (~650-800 prompt + answer tok/s here: ~2 h for the ~5M tokens the shipped head trained on).
+#    so distilling more adds a chunk and a cache without rebuilding the earlier ones (~650-800 prompt + answer tok/s
+#    here: ~2 h for the ~5M tokens the shipped head trained on).
 #    The held-out conversations likewise per set: eval-SET.jsonl (eval-first105.jsonl: the first set's first 105, the
 #    offline eval set); EVALS="first105 public ..." caches those (cache/eval-SET) instead of the whole eval.jsonl
 CHUNK_LINES=3072
