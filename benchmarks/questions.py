@@ -126,26 +126,34 @@ def benchmark_turns(question_files: Iterable[str | Path]) -> dict[str, str]:
     return turns
 
 
-def find_overlap(training_prompt_files: Iterable[str | Path], question_files: Iterable[str | Path],
-                 min_chars: int = MIN_OVERLAP_CHARS):
-    """[(question source, training file)] for every benchmark turn found in training data.
+class TrainingTexts:
+    """The normalised strings of training files, to look turns up in.
 
     A turn counts as found when its normalised text equals a training string, or (for turns of at least
     ``min_chars`` characters, so that "Hi" does not match everything) occurs inside one.
     """
+
+    def __init__(self, training_files: Iterable[str | Path], min_chars: int = MIN_OVERLAP_CHARS):
+        texts = [normalize(s) for f in training_files for s in _training_texts(Path(f))]
+        self._exact = set(texts)
+        self._blob = "\x00".join(texts)
+        self._min_chars = min_chars
+
+    def contains(self, turn: str) -> bool:
+        t = normalize(turn)
+        return t in self._exact or (len(t) >= self._min_chars and t in self._blob)
+
+
+def find_overlap(training_prompt_files: Iterable[str | Path], question_files: Iterable[str | Path],
+                 min_chars: int = MIN_OVERLAP_CHARS):
+    """[(question source, training file)] for every benchmark turn found in training data (`TrainingTexts`)."""
     turns = benchmark_turns(question_files)
-    long_turns = [t for t in turns if len(t) >= min_chars]
     hits: list[tuple[str, str]] = []
     found: set[str] = set()
     for tf in training_prompt_files:
-        tf = Path(tf)
-        texts = [normalize(s) for s in _training_texts(tf)]
-        exact = set(texts) & turns.keys()
-        blob = "\x00".join(texts)
+        texts = TrainingTexts([tf], min_chars)
         for t in turns:
-            if t in found:
-                continue
-            if t in exact or (t in long_turns and t in blob):
+            if t not in found and texts.contains(t):
                 found.add(t)
                 hits.append((turns[t], str(tf)))
     return hits

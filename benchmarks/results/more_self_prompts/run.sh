@@ -37,19 +37,10 @@ served)  # one round each, none + both heads, every output checked against none:
          # (../serve_heads.sh -> served/) and 60 held-out prompts (-> served-dev/): the first 10 conversations of
          # eval-public, -public5, -code3, -broad2, -self3 (their user turns) and of eval.jsonl's Chinese ones (turn 1)
   bash benchmarks/results/serve_heads.sh runs/serve24 ep12=runs/ft28/final ep14=runs/ft30/final
-  $PY - <<'PYS'
-import json
-def users(c):
-    return [m["content"] for m in c["messages"] if m["role"] == "user"]
-rows = []
-for s in ("public", "public5", "code3", "broad2", "self3"):
-    for c in [json.loads(l) for l in open(f"runs/pipeline/eval-{s}.jsonl", encoding="utf-8")][:10]:
-        rows.append({"question_id": c["id"], "category": s, "turns": users(c)})
-zh = [c for c in map(json.loads, open("runs/pipeline/eval.jsonl", encoding="utf-8")) if c["category"] == "chinese"]
-rows += [{"question_id": c["id"], "category": "chinese", "turns": users(c)[:1]} for c in zh[:10]]
-with open("benchmarks/results/more_self_prompts/served-dev/questions.jsonl", "w", encoding="utf-8") as f:
-    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-PYS
+  # (no training-overlap check: 10 of these share a turn with training data, see README; ../replay_self4/ skips them)
+  $PY -m benchmarks.dev_questions benchmarks/results/more_self_prompts/served-dev/questions.jsonl --per-set 10 \
+    $(for s in public public5 code3 broad2 self3; do echo "--set $s=runs/pipeline/eval-$s.jsonl"; done) \
+    --set chinese=runs/pipeline/eval.jsonl:chinese
   MJ='"draft_vocab": {"maps": {"en": "vocab_maps/smollm2-en-8k.pt", "zh": "vocab_maps/smollm2-zh-8k.pt"}}'
   $PY -m benchmarks.run --model $M --dtype float32 --questions benchmarks/results/more_self_prompts/served-dev/questions.jsonl \
     --group-by category --per-category 10 --max-new-tokens 128 --method none \

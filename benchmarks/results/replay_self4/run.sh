@@ -60,35 +60,13 @@ served)  # one round each, none + the heads (ARMS), every output checked against
          # (-> served/) and 65 held-out prompts (-> served-dev/): the first 10 held-out conversations (their user
          # turns) of eval-public, -public5, -code3, -broad2, -self3, -self4 and of eval.jsonl's Chinese ones (turn 1)
          # with no turn in any training conversation (a ShareGPT chat held out of public5 may share its first turn
-         # with public/public2/public3, a template task its follow-up: ../serve_heads.sh checks, this skips them;
-         # public5 has 5 such of 39)
+         # with public/public2/public3, a template task its follow-up: benchmarks.dev_questions --not-in skips
+         # them; only 5 of public5's 39 have none)
   ARMS=${ARMS:-ep14=$M ep16=runs/ft32/final}
   bash benchmarks/results/serve_heads.sh runs/serve-self4 $ARMS
-  mkdir -p runs/serve-self4-dev
-  $PY - <<'PYS'
-import json
-from benchmarks.questions import find_overlap
-def users(c):
-    return [m["content"] for m in c["messages"] if m["role"] == "user"]
-rows = []
-for s in ("public", "public5", "code3", "broad2", "self3", "self4"):
-    for c in map(json.loads, open(f"runs/pipeline/eval-{s}.jsonl", encoding="utf-8")):
-        rows.append({"question_id": c["id"], "category": s, "turns": users(c)})
-zh = [c for c in map(json.loads, open("runs/pipeline/eval.jsonl", encoding="utf-8")) if c["category"] == "chinese"]
-rows += [{"question_id": c["id"], "category": "chinese", "turns": users(c)[:1]} for c in zh]
-every = "runs/serve-self4-dev/held-out.jsonl"
-with open(every, "w", encoding="utf-8") as f:
-    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-seen = {int(q.rsplit(" turn ", 1)[0].rsplit(":", 1)[1]) for q, _ in find_overlap(["runs/pipeline/train.jsonl"], [every])}
-keep, per = [], {}
-for n, r in enumerate(rows, start=1):
-    if n not in seen and per.get(r["category"], 0) < 10:
-        keep.append(r)
-        per[r["category"]] = per.get(r["category"], 0) + 1
-print(f"{len(seen)} of {len(rows)} held-out conversations share a turn with training ones; kept {per}")
-with open("benchmarks/results/replay_self4/dev-questions.jsonl", "w", encoding="utf-8") as f:
-    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in keep)
-PYS
+  $PY -m benchmarks.dev_questions benchmarks/results/replay_self4/dev-questions.jsonl --per-set 10 \
+    $(for s in public public5 code3 broad2 self3 self4; do echo "--set $s=runs/pipeline/eval-$s.jsonl"; done) \
+    --set chinese=runs/pipeline/eval.jsonl:chinese --not-in runs/pipeline/train.jsonl
   QUESTIONS=benchmarks/results/replay_self4/dev-questions.jsonl bash benchmarks/results/serve_heads.sh \
     runs/serve-self4-dev $ARMS ;;
 esac
