@@ -5,7 +5,8 @@
 #   -> side-by-side benchmark (none / ngram / vanilla-style / fastmtp) -> benchmarks/results/summary.json
 # Every stage skips or resumes what is done, so it can run in chunks across sessions. Stages: all (default) or one
 # of: prompts distill curate maps cache train bench (and ablations, pick, compiled: run only when named). Usage: bash scripts/pipeline.sh [STAGE] [RUN_DIR]
-# Times on 2 CPU cores: distill ~450 generated tok/s (bf16, sort-free top-k/top-p), cache ~650-800 tok/s, training ~1k target tok/s.
+# Times on 2 CPU cores: distill ~450 generated tok/s (bf16, sort-free top-k/top-p), cache ~650-800 tok/s, training ~1k target tok/s;
+# on cores without AVX-512 BF16 (fp32: --dtype native) distill ~150 and cache ~150 tok/s (benchmarks/results/distill_throughput/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -114,7 +115,7 @@ if want distill; then
   [[ -f "$CORPUS" || ! -f "$CORPUS.gz" ]] || gunzip -k "$CORPUS.gz"
   AFTER_CUT=stop; [[ "$SET" != public5 ]] || AFTER_CUT=continue
   $PY -m training.distill --model "$M" --prompts "$D/prompts/$SET.jsonl" --out "$CORPUS" --after-cut $AFTER_CUT \
-    --max-tokens 256 --dtype bfloat16 --enforce-eager --max-model-len 1024 --chunk-size 512 ${LIMIT:+--limit $LIMIT}
+    --max-tokens 256 --dtype native --enforce-eager --max-model-len 1024 --chunk-size 512 ${LIMIT:+--limit $LIMIT}
   gzip -kf "$CORPUS"
 fi
 # 3. near-duplicate answers out (MinHash over whole conversations: template prompts are alike by design), answers

@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(vLLM's LLM refuses data_parallel_size in one process)",
     )
     e.add_argument("--distributed-executor-backend", default=None, help="mp, ray, uni, external_launcher")
-    e.add_argument("--dtype", default=None)
+    e.add_argument("--dtype", default=None,
+                   help="vLLM's dtype (auto, float32, bfloat16, ...) or native: bfloat16 where this machine computes "
+                   "it natively (CUDA, AVX-512 BF16, AMX), float32 elsewhere (emulated bf16 is slower than fp32)")
     e.add_argument("--max-model-len", type=int, default=None)
     e.add_argument("--gpu-memory-utilization", type=float, default=None)
     e.add_argument("--enforce-eager", action="store_true", default=None)
@@ -128,6 +130,10 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
         "max_model_len", "gpu_memory_utilization", "enforce_eager", "trust_remote_code",
     ):
         val = getattr(args, name)
+        if name == "dtype" and val == "native":
+            from training.precision import native_dtype
+
+            val = native_dtype()
         if val is not None:
             kw[name] = val
     for item in args.engine_arg:

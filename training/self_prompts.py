@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system-prompt", default=None, help="a system turn before the user's (default: the template's)")
     p.add_argument("--exclude", nargs="*", type=Path, default=[], metavar="FILE",
                    help="earlier prompt files (JSONL, optionally .gz): their first turns are not repeated")
-    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--dtype", default="native",
+                   help="vLLM's dtype, or native (default): bfloat16 where this machine computes it natively, else float32")
     p.add_argument("--max-model-len", type=int, default=1024)
     return p
 
@@ -166,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     keep = Keep(earlier_keys(a.exclude), a.near_dup)  # reads the --exclude files before the engine starts
 
     from training.distill import offline_engine
+    from training.precision import native_dtype
 
-    llm = offline_engine({"model": a.model, "dtype": a.dtype, "max_model_len": a.max_model_len, "enforce_eager": True})
+    dtype = native_dtype() if a.dtype == "native" else a.dtype
+    llm = offline_engine({"model": a.model, "dtype": dtype, "max_model_len": a.max_model_len, "enforce_eager": True})
     kept: dict[str, list[dict]] = {}
     n_kept = done = tokens = 0
     t0 = time.perf_counter()

@@ -20,3 +20,12 @@ def bf16_native(device: torch.device | str | None = None) -> bool:
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
     return False
+
+
+def native_dtype(device: torch.device | str | None = None) -> str:
+    """The dtype name to run a model in on ``device``: "bfloat16" where it is native, else "float32".
+
+    For generation jobs (distillation, self-written prompts): on a CPU without AVX-512 BF16 / AMX, vLLM's bf16
+    matmuls are emulated and slower than fp32, so asking for bf16 there costs speed and buys nothing.
+    """
+    return "bfloat16" if bf16_native(device) else "float32"

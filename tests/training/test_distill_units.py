@@ -55,6 +55,16 @@ def test_engine_arguments_pass_through_only_when_set():
             validate_args(build_parser().parse_args(["--model", "m", "--prompts", "p", "--out", "o", *bad]))
 
 
+def test_native_dtype_is_bf16_only_where_the_hardware_computes_it():
+    """--dtype native: bf16 where native (CUDA, AVX-512 BF16, AMX), fp32 where bf16 would be emulated (slower)."""
+    from vllm_fastmtp.precision import bf16_native
+
+    args = build_parser().parse_args(["--model", "m", "--prompts", "p", "--out", "o", "--dtype", "native"])
+    assert engine_kwargs(args)["dtype"] == ("bfloat16" if bf16_native() else "float32")
+    args.dtype = "float16"  # any other value passes through to vLLM unchanged
+    assert engine_kwargs(args)["dtype"] == "float16"
+
+
 def test_raw_prompts_only_when_allowed(tiny_random_mimo, tmp_path):
     from transformers import AutoTokenizer
 
