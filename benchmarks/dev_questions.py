@@ -1,9 +1,10 @@
 """Dev prompts from held-out conversations, for served checks that must not touch the benchmark's questions.
 
-The user turns of the first N usable conversations of each held-out file (fewer where a file has fewer), as a Spec-Bench question file. A held-out
-conversation can still share a turn with a training one (a ShareGPT chat held out of one set whose first turn
-another set trained on; a template task's stock follow-up), so with ``--not-in`` every conversation with any turn
-found in those training files is skipped (`benchmarks.questions.TrainingTexts`: the benchmark's own overlap rule).
+The user turns of the first N usable conversations of each held-out file (fewer where a file has fewer), as a
+Spec-Bench question file. A held-out conversation can still share a turn with a training one (a ShareGPT chat held
+out of one set whose first turn another set trained on; a template task's stock follow-up), so with ``--not-in``
+every conversation with any turn found in those training files is skipped (`benchmarks.questions.TrainingTexts`:
+the benchmark's own overlap rule).
 
     python -m benchmarks.dev_questions OUT.jsonl --set public=runs/pipeline/eval-public.jsonl \\
         --set chinese=runs/pipeline/eval.jsonl:chinese --per-set 10 --not-in runs/pipeline/train.jsonl
