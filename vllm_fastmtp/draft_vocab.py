@@ -23,8 +23,8 @@ class PrunedDraftHead:
 
     ``maps[lang] = None`` keeps the full vocabulary for that language. Returned ids are full-vocabulary ids.
     ``linear(rows)`` prepares ``x -> x @ rows.T`` once per map: the serving engine passes
-    `integration.linear.draft_linear` (vLLM's prepacked CPU kernel for bf16/fp16 maps, ``F.linear`` otherwise);
-    the default is `plain_linear`. A full-vocabulary language never gets a prepared copy of the lm_head (on
+    `integration.linear.draft_linear` (on CPU vLLM's prepacked kernel for bf16/fp16 maps; for fp32 maps whichever
+    of it and ``F.linear`` it measures faster); the default is `plain_linear`. A full-vocabulary language never gets a prepared copy of the lm_head (on
     MiMo-7B that copy alone is ~1.2 GB in bf16): it is scored by ``full(hidden)`` (the serving engine passes the
     model's own ``compute_logits``, whose lm_head vLLM has already prepared), else by a matmul over the weight.
     ``dtype``: the format the map rows are kept and scored in (default: the lm_head's). A draft is only a guess
@@ -55,6 +55,7 @@ class PrunedDraftHead:
         full_vocab = lm_head_weight[: self.vocab_size]  # a view: no copy, scored in the model's own dtype
         score_full = plain_linear(full_vocab) if full is None else (lambda x: full(x)[..., : self.vocab_size])
         self.ids: dict[str, torch.Tensor | None] = {}
+        self.kernels: dict[str, str] = {}  # lang -> the kernel its map's rows are scored with, where ``linear`` says
         self._score: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
         for lang, ids in maps.items():
             if ids is None:
@@ -66,6 +67,8 @@ class PrunedDraftHead:
             ids = ids.to(lm_head_weight.device)
             self.ids[lang] = ids
             score = linear(lm_head_weight.index_select(0, ids).to(self.dtype).contiguous())
+            if getattr(score, "kernel", None):
+                self.kernels[lang] = score.kernel
             self._score[lang] = lambda x, f=score: f(x.to(self.dtype))
 
     def _groups(self, langs: Sequence[str], n: int) -> dict[str, torch.Tensor]:
@@ -114,8 +117,14 @@ class PrunedDraftHead:
         return out, out_probs
 
     def describe(self) -> str:
-        """``en: 32768 ids, zh: full; map rows in bfloat16`` for the start-up log."""
-        maps = ", ".join(f"{lang}: {'full' if ids is None else f'{ids.numel()} ids'}" for lang, ids in self.ids.items())
+        """``en: 32768 ids (vllm kernel), zh: full; map rows in bfloat16`` for the start-up log."""
+        def one(lang: str, ids: torch.Tensor | None) -> str:
+            if ids is None:
+                return f"{lang}: full"
+            kernel = f" ({self.kernels[lang]} kernel)" if lang in self.kernels else ""
+            return f"{lang}: {ids.numel()} ids{kernel}"
+
+        maps = ", ".join(one(lang, ids) for lang, ids in self.ids.items())
         return f"{maps}; map rows in {str(self.dtype).removeprefix('torch.')}"
 
 
@@ -128,6 +137,8 @@ def _argmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 PICK_DTYPES = ("auto", "model", "bfloat16", "float16", "float32")
+# the kernel a map's rows are scored with on CPU (`integration.linear.draft_linear`; this module imports no vLLM)
+PICK_KERNELS = ("auto", "vllm", "torch")
 
 
 def resolve_pick_dtype(choice: str, model_dtype: torch.dtype, device: torch.device | str) -> torch.dtype:
@@ -159,8 +170,9 @@ class DraftVocabConfig:
     default: str = "en"
     zh_threshold: float = 0.1
     pick_dtype: str = "auto"
+    pick_kernel: str = "auto"
 
-    KEYS = ("maps", "default", "zh_threshold", "pick_dtype")
+    KEYS = ("maps", "default", "zh_threshold", "pick_dtype", "pick_kernel")
 
     @classmethod
     def parse(cls, raw: Any) -> DraftVocabConfig | None:
@@ -189,7 +201,11 @@ class DraftVocabConfig:
         pick_dtype = raw.get("pick_dtype", "auto")
         if pick_dtype not in PICK_DTYPES:
             raise VocabMapError(f"draft_vocab.pick_dtype: expected one of {list(PICK_DTYPES)}, got {pick_dtype!r}")
-        return cls(maps=dict(maps), default=default, zh_threshold=float(thr), pick_dtype=pick_dtype)
+        pick_kernel = raw.get("pick_kernel", "auto")
+        if pick_kernel not in PICK_KERNELS:
+            raise VocabMapError(f"draft_vocab.pick_kernel: expected one of {list(PICK_KERNELS)}, got {pick_kernel!r}")
+        return cls(maps=dict(maps), default=default, zh_threshold=float(thr), pick_dtype=pick_dtype,
+                   pick_kernel=pick_kernel)
 
     def load(self, tokenizer: Any, vocab_size: int) -> tuple[dict[str, torch.Tensor | None], LanguageDetector]:
         """Load every map (validated against the tokenizer) and the detector; fails before serving starts."""

@@ -232,7 +232,7 @@ def test_vllm_kernel_head_drafts_what_the_plain_head_drafts(rows, dtype):
     V, H = rows + 7, 64
     W = torch.randn(V, H, generator=g).to(dtype)
     maps = {"en": torch.randperm(V, generator=g)[:rows], "full": None}
-    # "vllm" forces vLLM's kernel for fp32 too (the serving default, "auto", keeps F.linear there)
+    # "vllm" forces vLLM's kernel for fp32 too (the serving default, "auto", times both kernels there)
     plain, fast = PrunedDraftHead(W, maps), PrunedDraftHead(W, maps, linear=lambda w: draft_linear(w, kernel="vllm"))
     hidden = torch.randn(5, H, generator=g).to(dtype)
     for lang in maps:
@@ -251,6 +251,40 @@ def test_vllm_kernel_head_drafts_what_the_plain_head_drafts(rows, dtype):
                 assert abs(full[a] - full[b]) <= 3e-2 * full.abs().max()
     one = fast.argmax(hidden, ["en"] * 5)  # the one-language fast path agrees with the row-group path
     assert one[[0, 2, 3]].tolist() == got[[0, 2, 3]].tolist()
+
+
+def test_fp32_auto_kernel_is_one_of_the_two_and_computes_the_same_logits():
+    """For fp32 rows "auto" times torch's matmul against vLLM's kernel on the rows themselves and keeps one of them;
+    whichever it keeps scores like the plain matmul, and the head reports which (the start-up log, stats)."""
+    from vllm_fastmtp.integration.linear import draft_linear
+
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(600, 64, generator=g)
+    f = draft_linear(W)
+    assert f.kernel in ("torch", "vllm")
+    x = torch.randn(4, 64, generator=g)
+    torch.testing.assert_close(f(x), x @ W.T, rtol=1e-4, atol=1e-4)
+    assert draft_linear(W, kernel="torch").kernel == "torch" and draft_linear(W, kernel="vllm").kernel == "vllm"
+    assert draft_linear(W.bfloat16()).kernel == "vllm"  # bf16/fp16 rows always take vLLM's kernel
+    with pytest.raises(ValueError, match=r"kernel must be one of"):
+        draft_linear(W, kernel="mkl")
+    head = PrunedDraftHead(W, {"en": torch.arange(100), "zh": None},
+                           linear=lambda rows: draft_linear(rows, kernel="torch"))
+    assert head.kernels == {"en": "torch"} and "en: 100 ids (torch kernel), zh: full" in head.describe()
+
+
+def test_pick_faster_weighs_every_batch_size_alike():
+    """The kernel choice: lowest geometric mean over the batch sizes timed, so a 2x win at batch 1 is not outvoted
+    by a small absolute loss at batch 8 (and the reverse); ties keep the first kernel listed."""
+    from vllm_fastmtp.integration.linear import pick_faster
+
+    # an AVX2-only EPYC as measured: vLLM's kernel faster at both sizes
+    assert pick_faster({"torch": {1: 2.16e-3, 8: 6.92e-3}, "vllm": {1: 1.40e-3, 8: 2.21e-3}}) == "vllm"
+    # torch 20 % faster at batch 1 and as fast at 8 (an AVX-512 EPYC at batch 1)
+    assert pick_faster({"torch": {1: 1.03e-3, 8: 2.0e-3}, "vllm": {1: 1.25e-3, 8: 2.0e-3}}) == "torch"
+    # 2x faster at batch 1, 1.5x slower at batch 8: the geometric mean favours the batch-1 win (sum would not)
+    assert pick_faster({"torch": {1: 2.0e-3, 8: 4.0e-3}, "vllm": {1: 1.0e-3, 8: 6.0e-3}}) == "vllm"
+    assert pick_faster({"torch": {1: 1e-3}, "vllm": {1: 1e-3}}) == "torch"
 
 
 def test_plain_linears_are_packed_in_place_with_the_same_math():
@@ -397,6 +431,7 @@ def test_config_parse_and_load(tmp_path, byte_tok):
         ({"maps": {"en": "a"}, "zh_threshold": 2}, r"zh_threshold: expected a number in \(0, 1\]"),
         ({"maps": {"en": 3}}, r"draft_vocab.maps.en: expected a map name/path or null"),
         ({"maps": {"en": "a"}, "pick_dtype": "fp8"}, r"draft_vocab.pick_dtype: expected one of \['auto', 'model'"),
+        ({"maps": {"en": "a"}, "pick_kernel": "mkl"}, r"draft_vocab.pick_kernel: expected one of \['auto', 'vllm'"),
         (5, r"expected null, a map name/path, or an object"),
     ],
 )
@@ -406,7 +441,12 @@ def test_config_errors(raw, match):
 
 
 def test_hub_map_fails_clearly_offline(monkeypatch):
+    from huggingface_hub import constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable once, at import (transformers has imported it already in this process):
+    # without this the download really goes out and fails only after its network timeouts (~23 s)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(VocabMapError, match=r"could not fetch maps/en\.pt from hub repo someone/maps .*offline\?"):
         resolve_map_path("hf://someone/maps/maps/en.pt")
     with pytest.raises(VocabMapError, match=r"expected hf://owner/repo/path/to/map.pt"):

@@ -72,6 +72,8 @@ def test_pruned_map_really_restricts_drafts(tmp_path):
     from vllm_fastmtp.precision import bf16_native
 
     assert pruned["drafter"]["pick_dtype"] == ("bfloat16" if bf16_native("cpu") else "float32")
+    # bf16 rows take vLLM's kernel; fp32 rows whichever of the two measured faster on this CPU at load
+    assert re.fullmatch(r"en:vllm" if bf16_native("cpu") else r"en:(torch|vllm)", pruned["drafter"]["pick_kernel"])
     # MiMo's MTP input_proj is a plain torch Linear: both engines draft through vLLM's prepared CPU GEMM instead
     for job in (full, pruned):
         assert re.fullmatch(r"model\.mtp_layers\.\d+\.input_proj", job["drafter"]["packed_linears"]), job["drafter"]
@@ -99,6 +101,7 @@ def test_bf16_maps_draft_through_vllms_kernel_losslessly(tmp_path):
     got = run_job({**base, "speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3,
                                                   "draft_vocab": {"maps": {"en": narrow}}}}, tmp_path, "pruned_bf16")
     assert got["outputs"] == ref["outputs"] and got["drafter"]["pick_dtype"] == "bfloat16"
+    assert got["drafter"]["pick_kernel"] == "en:vllm"
     assert all(d < 128 or d in SPECIALS for _, drafts in got["drafts"] for d in drafts)
     m = got["metrics"]["3"]
     assert m["draft_tokens"] > 0 and m["accepted"] / m["draft_tokens"] > 0.9  # a wrong kernel drafts garbage

@@ -127,9 +127,11 @@ class FastMTPProposer(EagleProposer):
             AutoTokenizer.from_pretrained(self._fastmtp.tokenizer), vocab_size)
         weight = self.model.lm_head.weight
         self._fastmtp_head = PrunedDraftHead(
-            weight, maps, vocab_size=vocab_size, linear=draft_linear, full=self.model.compute_logits,
+            weight, maps, vocab_size=vocab_size, full=self.model.compute_logits,
+            linear=lambda rows: draft_linear(rows, kernel=self._fastmtp_vocab.pick_kernel),
             dtype=resolve_pick_dtype(self._fastmtp_vocab.pick_dtype, weight.dtype, weight.device))
         stats.DRAFTER["pick_dtype"] = str(self._fastmtp_head.dtype).removeprefix("torch.")
+        stats.DRAFTER["pick_kernel"] = ",".join(f"{lang}:{k}" for lang, k in self._fastmtp_head.kernels.items())
 
     def propose(self, *args, **kwargs):
         """[batch, K] draft ids; with draft_confidence, one list per request, each as long as its confidence
