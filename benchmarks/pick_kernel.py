@@ -63,7 +63,8 @@ def run(hidden: int, map_sizes: list[int], dtypes: list[str], reps: int, flush_m
         "hidden": hidden, "map_sizes": map_sizes, "dtypes": dtypes, "batches": batches, "reps": reps,
         "flush_mb": flush_mb,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-        "cpu_flags": f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16 {bf16_native('cpu')}",
+        "cpu_flags": f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+                     f"native bf16 {bf16_native('cpu')}",
         "median_ms": median, "raw_ms": times,
     }
 
@@ -87,8 +88,9 @@ def to_markdown(r: dict) -> str:
                 gb = n * r["hidden"] * DTYPES[dt].itemsize / 1e9
                 lines.append(f"| {dt} | {n:,} | {m} | {a:.3f} | {b:.3f} | {a / b:.2f}x | {gb / (b / 1e3):.1f} |")
     if set(CALIBRATION_BATCHES) <= set(r["batches"]):
-        lines += ["", f"`pick_kernel: \"auto\"` on fp32 rows (timed at batch {' and '.join(map(str, CALIBRATION_BATCHES))} "
-                  "when the drafter loads) would keep:", ""]
+        timed = " and ".join(map(str, CALIBRATION_BATCHES))
+        lines += ["", f"`pick_kernel: \"auto\"` on fp32 rows (timed at batch {timed} when the drafter loads) "
+                  "would keep:", ""]
         for dt in r["dtypes"]:
             for n in r["map_sizes"]:
                 choice = pick_faster({k: {m: med[f"{dt}/{n}/b{m}/{k}"] for m in CALIBRATION_BATCHES}

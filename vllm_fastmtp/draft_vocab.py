@@ -24,9 +24,10 @@ class PrunedDraftHead:
     ``maps[lang] = None`` keeps the full vocabulary for that language. Returned ids are full-vocabulary ids.
     ``linear(rows)`` prepares ``x -> x @ rows.T`` once per map: the serving engine passes
     `integration.linear.draft_linear` (on CPU vLLM's prepacked kernel for bf16/fp16 maps; for fp32 maps whichever
-    of it and ``F.linear`` it measures faster); the default is `plain_linear`. A full-vocabulary language never gets a prepared copy of the lm_head (on
-    MiMo-7B that copy alone is ~1.2 GB in bf16): it is scored by ``full(hidden)`` (the serving engine passes the
-    model's own ``compute_logits``, whose lm_head vLLM has already prepared), else by a matmul over the weight.
+    of it and ``F.linear`` it measures faster); the default is `plain_linear`. A full-vocabulary language never
+    gets a prepared copy of the lm_head (on MiMo-7B that copy alone is ~1.2 GB in bf16): it is scored by
+    ``full(hidden)`` (the serving engine passes the model's own ``compute_logits``, whose lm_head vLLM has already
+    prepared), else by a matmul over the weight.
     ``dtype``: the format the map rows are kept and scored in (default: the lm_head's). A draft is only a guess
     that verification checks over the full vocabulary in the model's own precision, so scoring a map in bf16
     under an fp32 model halves the bytes a pick reads and cannot change any output (`resolve_pick_dtype`).
