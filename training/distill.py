@@ -130,10 +130,10 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
         "max_model_len", "gpu_memory_utilization", "enforce_eager", "trust_remote_code",
     ):
         val = getattr(args, name)
-        if name == "dtype" and val == "native":
-            from training.precision import native_dtype
+        if name == "dtype":
+            from training.precision import resolve_dtype
 
-            val = native_dtype()
+            val = resolve_dtype(val)
         if val is not None:
             kw[name] = val
     for item in args.engine_arg:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from vllm_fastmtp.precision import bf16_native, native_dtype
+from vllm_fastmtp.precision import bf16_native, resolve_dtype
 
-__all__ = ["autocast", "bf16_native", "native_dtype"]
+__all__ = ["autocast", "bf16_native", "resolve_dtype"]
 
 
 def autocast(device: torch.device, enabled: bool):

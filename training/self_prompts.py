@@ -167,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     keep = Keep(earlier_keys(a.exclude), a.near_dup)  # reads the --exclude files before the engine starts
 
     from training.distill import offline_engine
-    from training.precision import native_dtype
+    from training.precision import resolve_dtype
 
-    dtype = native_dtype() if a.dtype == "native" else a.dtype
-    llm = offline_engine({"model": a.model, "dtype": dtype, "max_model_len": a.max_model_len, "enforce_eager": True})
+    llm = offline_engine({"model": a.model, "dtype": resolve_dtype(a.dtype), "max_model_len": a.max_model_len,
+                          "enforce_eager": True})
     kept: dict[str, list[dict]] = {}
     n_kept = done = tokens = 0
     t0 = time.perf_counter()

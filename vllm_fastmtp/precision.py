@@ -22,10 +22,13 @@ def bf16_native(device: torch.device | str | None = None) -> bool:
     return False
 
 
-def native_dtype(device: torch.device | str | None = None) -> str:
-    """The dtype name to run a model in on ``device``: "bfloat16" where it is native, else "float32".
+def resolve_dtype(name: str | None, device: torch.device | str | None = None) -> str | None:
+    """A generation job's ``--dtype`` for vLLM: "native" becomes "bfloat16" where ``device`` computes it natively,
+    else "float32"; any other value (None included) passes through unchanged.
 
     For generation jobs (distillation, self-written prompts): on a CPU without AVX-512 BF16 / AMX, vLLM's bf16
     matmuls are emulated and slower than fp32, so asking for bf16 there costs speed and buys nothing.
     """
+    if name != "native":
+        return name
     return "bfloat16" if bf16_native(device) else "float32"
