@@ -41,9 +41,11 @@ class FastMTPOptions:
     tokenizer: str | None = None  # the target's tokenizer (set when resolved): the maps' fingerprint check
     prompt_lookup: str | None = None  # None: drafts are the head's alone; else a PROMPT_LOOKUP_POLICIES key
     draft_confidence: float | None = None  # None: K drafts every step; else the threshold of `confidence.py`
+    # eager CPU engines: the draft layers' norms and activation on the CPU build's C kernels (integration.cpu_kernels)
+    cpu_c_kernels: bool = True
 
     # FastMTP-only keys accepted inside --speculative-config next to vLLM's own.
-    KEYS = ("hidden_state", "draft_vocab", "prompt_lookup", "draft_confidence")
+    KEYS = ("hidden_state", "draft_vocab", "prompt_lookup", "draft_confidence", "cpu_c_kernels")
 
     def to_record(self) -> dict:
         """The plain-dict form carried on the draft hf_config."""
@@ -115,7 +117,13 @@ def split_speculative_config(raw: Mapping[str, Any], vllm_keys: set[str]) -> tup
             raise FastMTPConfigError(
                 "speculative_config.draft_confidence needs draft_sample_method 'greedy': probabilistic rejection "
                 "sampling takes the drafts' probabilities as a fixed-K block")
+    cpu_c_kernels = raw.pop("cpu_c_kernels", True)
+    if not isinstance(cpu_c_kernels, bool):
+        raise FastMTPConfigError(
+            f"speculative_config.cpu_c_kernels must be true (the draft layers' norms and activation on the CPU "
+            f"build's C kernels in an eager engine) or false (vLLM's own path), got {cpu_c_kernels!r}")
     raw["num_speculative_tokens"] = k
     raw["method"] = METHOD
     return raw, FastMTPOptions(num_speculative_tokens=k, hidden_state=hidden_state, draft_vocab=draft_vocab,
-                               prompt_lookup=prompt_lookup, draft_confidence=draft_confidence)
+                               prompt_lookup=prompt_lookup, draft_confidence=draft_confidence,
+                               cpu_c_kernels=cpu_c_kernels)

@@ -188,6 +188,10 @@ def test_split_options_unit():
         split_speculative_config({"prompt_lookup": True}, vllm_keys)
     with pytest.raises(FastMTPConfigError, match="prompt_lookup needs draft_sample_method 'greedy'"):
         split_speculative_config({"prompt_lookup": "prefer", "draft_sample_method": "probabilistic"}, vllm_keys)
+    assert split_speculative_config({}, vllm_keys)[1].cpu_c_kernels is True
+    assert split_speculative_config({"cpu_c_kernels": False}, vllm_keys)[1].cpu_c_kernels is False
+    with pytest.raises(FastMTPConfigError, match="cpu_c_kernels must be true .* or false .*, got 'no'"):
+        split_speculative_config({"cpu_c_kernels": "no"}, vllm_keys)
     # What the workers receive: frozen, and whole after the pickling that carries it to every process.
     assert pickle.loads(pickle.dumps(o)) == o
     with pytest.raises(dataclasses.FrozenInstanceError):

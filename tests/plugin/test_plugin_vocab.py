@@ -77,6 +77,14 @@ def test_pruned_map_really_restricts_drafts(tmp_path):
     # MiMo's MTP input_proj is a plain torch Linear: both engines draft through vLLM's prepared CPU GEMM instead
     for job in (full, pruned):
         assert re.fullmatch(r"model\.mtp_layers\.\d+\.input_proj", job["drafter"]["packed_linears"]), job["drafter"]
+    # and, the engine being eager, its norms and activation through the CPU build's C kernels (integration.cpu_kernels)
+    c_layers = {name.rsplit(".", 1)[-1] for name in pruned["drafter"]["c_kernels"].split(",")}
+    assert c_layers == {"token_layernorm", "hidden_layernorm", "input_layernorm", "post_attention_layernorm",
+                        "act_fn", "final_layernorm"}, pruned["drafter"]
+    native = run_job({**base, "speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3,
+                                                     "cpu_c_kernels": False}}, tmp_path, "full_native_norms")
+    assert "c_kernels" not in native["drafter"] and native["outputs"] == full["outputs"]
+    assert [d for _, d in native["drafts"]] == [d for _, d in full["drafts"]]  # the counting head drafts the same tokens through either path
     assert all(d < 128 or d in SPECIALS for _, drafts in pruned["drafts"] for d in drafts)
     assert any(d >= 128 for _, drafts in full["drafts"] for d in drafts)
     acc = lambda r: r["metrics"]["4"]["accepted"] / r["metrics"]["4"]["draft_tokens"]  # noqa: E731

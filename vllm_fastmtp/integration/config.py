@@ -86,13 +86,13 @@ def _resolve_options(spec_config, opts: FastMTPOptions) -> FastMTPOptions:
     hidden_state = opts.hidden_state or hidden_state_from_config(
         draft_hf, source=f"{spec_config.draft_model_config.model}/config.json"
     )
-    return FastMTPOptions(
+    # replace, not rebuild: every other option (draft_vocab, already resolved by _check_draft_vocab, included)
+    # reaches the workers as the user gave it
+    return dataclasses.replace(
+        opts,
         num_speculative_tokens=spec_config.num_speculative_tokens,
         hidden_state=hidden_state,
-        draft_vocab=opts.draft_vocab,  # validated and resolved by _check_draft_vocab
         tokenizer=str(spec_config.target_model_config.tokenizer),
-        prompt_lookup=opts.prompt_lookup,
-        draft_confidence=opts.draft_confidence,
     )
 
 

@@ -23,6 +23,7 @@ from vllm_fastmtp.confidence import ConfidenceStop, DraftsDone, top_token
 from vllm_fastmtp.conventions import POST_NORM, PRE_NORM
 from vllm_fastmtp.draft_vocab import DraftVocabConfig, PrunedDraftHead, resolve_pick_dtype
 from vllm_fastmtp.integration.config import fastmtp_options
+from vllm_fastmtp.integration.cpu_kernels import c_step1_norm, use_c_kernels
 from vllm_fastmtp.integration.linear import draft_linear, pack_plain_linears
 from vllm_fastmtp.integration.version import require
 from vllm_fastmtp.lookup import MAX_NGRAM, MIN_NGRAM, merge
@@ -89,6 +90,12 @@ class FastMTPProposer(EagleProposer):
         packed = pack_plain_linears(self.model)
         if packed:
             stats.DRAFTER["packed_linears"] = ",".join(packed)
+        c_layers = []
+        if self._fastmtp.cpu_c_kernels:
+            self._fastmtp_step1 = c_step1_norm(self._fastmtp_step1, self.vllm_config)
+            c_layers = use_c_kernels(self.model, self.vllm_config, keep=target_model)
+        if c_layers:
+            stats.DRAFTER["c_kernels"] = ",".join(c_layers)
         if self._fastmtp.draft_vocab is not None:
             self._load_draft_vocab()
         if self._fastmtp.prompt_lookup is not None:
@@ -99,12 +106,13 @@ class FastMTPProposer(EagleProposer):
             self._fastmtp_stop = ConfidenceStop(self._fastmtp.draft_confidence)
             stats.DRAFTER["draft_confidence"] = str(self._fastmtp.draft_confidence)
         logger.info("fastmtp drafter ready: step-1 hidden state %s, draft vocab %s, prompt lookup %s, "
-                    "draft confidence %s, torch Linear layers on vLLM's CPU GEMM: %s",
+                    "draft confidence %s, torch Linear layers on vLLM's CPU GEMM: %s, layers on the CPU build's C "
+                    "kernels: %d",
                     self._fastmtp.hidden_state,
                     "full" if self._fastmtp_head is None
                     else f"{self._fastmtp_head.describe()} (default {self._fastmtp_vocab.default})",
                     self._fastmtp.prompt_lookup or "off", self._fastmtp.draft_confidence or "off",
-                    ", ".join(packed) or "none")
+                    ", ".join(packed) or "none", len(c_layers))
 
     def _load_prompt_lookup(self, runner) -> None:
         _require_sync_scheduling(runner, "prompt_lookup", "with async scheduling the token history lags a step")
