@@ -84,7 +84,8 @@ def test_pruned_map_really_restricts_drafts(tmp_path):
     native = run_job({**base, "speculative_config": {"method": "fastmtp", "num_speculative_tokens": 3,
                                                      "cpu_c_kernels": False}}, tmp_path, "full_native_norms")
     assert "c_kernels" not in native["drafter"] and native["outputs"] == full["outputs"]
-    assert [d for _, d in native["drafts"]] == [d for _, d in full["drafts"]]  # the counting head drafts the same tokens through either path
+    # the counting head drafts the same tokens through either path
+    assert [d for _, d in native["drafts"]] == [d for _, d in full["drafts"]]
     assert all(d < 128 or d in SPECIALS for _, drafts in pruned["drafts"] for d in drafts)
     assert any(d >= 128 for _, drafts in full["drafts"] for d in drafts)
     acc = lambda r: r["metrics"]["4"]["accepted"] / r["metrics"]["4"]["draft_tokens"]  # noqa: E731

@@ -23,13 +23,14 @@ import torch
 from vllm_fastmtp.integration.version import require
 
 
-def _kernels():
-    """The CPU build's C ops, or None when this vLLM lacks one of them (then nothing is rerouted)."""
+def _have_kernels() -> bool:
+    """Whether this vLLM build has the three C ops (else nothing is rerouted)."""
     ops = torch.ops._C
     try:
-        return ops.rms_norm, ops.fused_add_rms_norm, ops.silu_and_mul
+        ops.rms_norm, ops.fused_add_rms_norm, ops.silu_and_mul
     except (AttributeError, RuntimeError):
-        return None
+        return False
+    return True
 
 
 def eager_cpu(vllm_config) -> bool:
@@ -65,35 +66,32 @@ def _rerouted(module) -> bool:
             and getattr(module, "variance_size_override", None) is None)
 
 
+def _c_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    out = torch.empty_like(x)
+    torch.ops._C.rms_norm(out, x, weight, eps)
+    return out
+
+
 def c_rms_norm(module) -> Callable[[torch.Tensor], torch.Tensor]:
     """``x -> module(x)`` for a vLLM RMSNorm, through `_C.rms_norm` where it takes ``x``; the module itself is left
     as it is (the step-1 norm is the verifying model's)."""
-    rms_norm = torch.ops._C.rms_norm
 
     def norm(x: torch.Tensor) -> torch.Tensor:
         weight = module.weight.data
-        if not _norm_takes(x, weight):
-            return module(x)
-        out = torch.empty_like(x)
-        rms_norm(out, x, weight, module.variance_epsilon)
-        return out
+        return _c_norm(x, weight, module.variance_epsilon) if _norm_takes(x, weight) else module(x)
 
     return norm
 
 
 def _rms_norm_forward(original: Callable) -> Callable:
-    rms_norm, fused_add_rms_norm = torch.ops._C.rms_norm, torch.ops._C.fused_add_rms_norm
-
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
         weight = self.weight.data
         if not _norm_takes(x, weight) or (residual is not None and not _norm_takes(residual, weight)):
             return original(x, residual)
         if residual is None:
-            out = torch.empty_like(x)
-            rms_norm(out, x, weight, self.variance_epsilon)
-            return out
+            return _c_norm(x, weight, self.variance_epsilon)
         # in place, as vLLM's own C path on GPU: x <- norm(x + residual), residual <- x + residual
-        fused_add_rms_norm(x, residual, weight, self.variance_epsilon)
+        torch.ops._C.fused_add_rms_norm(x, residual, weight, self.variance_epsilon)
         return x, residual
 
     return forward
@@ -118,7 +116,7 @@ def use_c_kernels(model: torch.nn.Module, vllm_config, keep: torch.nn.Module | N
 
     Returns the qualified names of the layers rerouted (none on GPU, under torch.compile, or without the kernels).
     """
-    if not eager_cpu(vllm_config) or _kernels() is None:
+    if not eager_cpu(vllm_config) or not _have_kernels():
         return []
     from vllm.model_executor.layers.activation import SiluAndMul
 
@@ -139,6 +137,6 @@ def use_c_kernels(model: torch.nn.Module, vllm_config, keep: torch.nn.Module | N
 
 def c_step1_norm(step1: Callable, vllm_config) -> Callable:
     """The step-1 transform through `_C.rms_norm` where it is a vLLM RMSNorm in an eager CPU engine, else as is."""
-    if eager_cpu(vllm_config) and _kernels() is not None and _rerouted(step1):
+    if eager_cpu(vllm_config) and _have_kernels() and _rerouted(step1):
         return c_rms_norm(step1)
     return step1
