@@ -162,6 +162,12 @@ class FinetuneArguments:
         metadata={"help": "Attention of steps k>1: 'paper' (plain causal over step k-1 outputs, FastMTP) or "
                   "'serving' (step-1 cache of earlier positions + the chain's own steps, as vLLM drafts)."},
     )
+    max_train_minutes: float | None = field(
+        default=None,
+        metadata={"help": "Stop after this much wall-clock training (checked after each step), save a checkpoint and "
+                  "export as usual; the same command with --resume_from_checkpoint last continues the planned "
+                  "schedule. For runs longer than a session, or a lent GPU's fixed time."},
+    )
 
     def __post_init__(self):
         """Every check of these fields alone, at parse time (as transformers' run_clm.py does)."""
@@ -205,6 +211,8 @@ class FinetuneArguments:
             raise FinetuneConfigError("--train_file (or --cache_dir holding its cached states) is required")
         if not 0.0 <= self.eval_fraction < 1.0:
             raise FinetuneConfigError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.max_train_minutes is not None and not self.max_train_minutes > 0:
+            raise FinetuneConfigError(f"max_train_minutes must be > 0, got {self.max_train_minutes}")
 
 
 @dataclass
@@ -617,6 +625,28 @@ def _build_from_cache(fa, ta, model_dir: Path, head_src, tokenizer, max_len: int
                  collator=StatesCollator(pad_id), data_info=data_info, head_src=head_src)
 
 
+def stop_after(minutes: float):
+    """A Trainer callback that ends training (with a checkpoint, so a rerun resumes) once ``minutes`` of wall clock
+    have passed since training began; the LR schedule stays the planned one, so chunks add up to one run."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        start = None
+        stopped_at_step = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.start = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kw):
+            if time.monotonic() - self.start >= minutes * 60 and state.global_step < state.max_steps:
+                control.should_training_stop = control.should_save = True
+                self.stopped_at_step = state.global_step
+
+    return StopAfter()
+
+
 def run(fa: FinetuneArguments, ta) -> dict:
     from transformers import Trainer
     from transformers.trainer_utils import get_last_checkpoint
@@ -626,6 +656,7 @@ def run(fa: FinetuneArguments, ta) -> dict:
     b = build(fa, ta)
     if b.eval is None and ta.eval_strategy != "no":
         raise FinetuneConfigError("eval_strategy is set but there is no eval data (eval_file or eval_fraction)")
+    stop = stop_after(fa.max_train_minutes) if fa.max_train_minutes else None
     trainer = Trainer(
         model=b.module,
         args=ta,
@@ -633,6 +664,7 @@ def run(fa: FinetuneArguments, ta) -> dict:
         eval_dataset=b.eval,
         data_collator=b.collator,
         compute_metrics=compute_metrics if b.eval is not None else None,
+        callbacks=[stop] if stop else None,
     )
     resume = ta.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "last", "latest"):
@@ -653,6 +685,8 @@ def run(fa: FinetuneArguments, ta) -> dict:
         "steps": steps,
         "world_size": ta.world_size,
         "eval_history": [h for h in trainer.state.log_history if "eval_accept_pos1" in h],
+        "planned_steps": trainer.state.max_steps,
+        "stopped_by_time": stop is not None and stop.stopped_at_step is not None,
     }
     if isinstance(b.module, CachedHeadModule):  # CE targets outside the draft vocabulary (this process)
         outputs["skipped_targets"] = b.module.skipped_targets

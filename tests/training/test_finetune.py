@@ -176,6 +176,30 @@ def test_resume_continues_from_checkpoint(tiny_random_mimo, chat_file, tmp_path)
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
+def test_time_budget_stops_with_a_checkpoint_and_resumes_to_the_same_head(tiny_random_mimo, chat_file, tmp_path):
+    """--max_train_minutes ends a planned 6-step run after its first step with a checkpoint (not at a save_steps
+    boundary); rerun with resume, it finishes the planned schedule and equals an uninterrupted run."""
+    common = ["--max_steps", "6", "--save_steps", "100", "--export", "head"]
+    full = tmp_path / "full"
+    run(*parse_args(args_for(tiny_random_mimo, chat_file, full, *common)))
+    part = tmp_path / "part"
+    first = run(*parse_args(args_for(tiny_random_mimo, chat_file, part, *common, "--max_train_minutes", "1e-9")))
+    assert (first["steps"], first["planned_steps"], first["stopped_by_time"]) == (1, 6, True)
+    assert sorted(p.name for p in part.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert (part / "final" / HEAD_ONLY_FILE).is_file()  # what the chunk reached is exported
+    rest = run(*parse_args(args_for(tiny_random_mimo, chat_file, part, *common, "--resume_from_checkpoint", "last",
+                                    "--max_train_minutes", "60")))
+    assert (rest["steps"], rest["stopped_by_time"]) == (6, False)
+    a, b = load_file(str(full / "final" / HEAD_ONLY_FILE)), load_file(str(part / "final" / HEAD_ONLY_FILE))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_max_train_minutes_must_be_positive(tiny_random_mimo, chat_file, tmp_path):
+    with pytest.raises(FinetuneConfigError, match="max_train_minutes must be > 0, got 0.0"):
+        parse_args(args_for(tiny_random_mimo, chat_file, tmp_path / "o", "--max_train_minutes", "0"))
+
+
 def test_config_file_yaml_with_flag_override(tiny_random_mimo, chat_file, tmp_path):
     cfg = tmp_path / "ft.yaml"
     cfg.write_text(
