@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from importlib import metadata
@@ -36,8 +37,17 @@ class DemoModelMissingError(GraftError):
     pass
 
 
+GGUF_ENV = "FASTMTP_DEMO_GGUF"
+
+
 def find_demo_gguf() -> Path:
-    """Locate the GGUF inside the installed wheel without importing it (its __init__ needs the `llm` CLI)."""
+    """Locate the GGUF inside the installed wheel without importing it (its __init__ needs the `llm` CLI), or at
+    $FASTMTP_DEMO_GGUF where the wheel cannot be installed (a lent GPU machine, scripts/device.sh)."""
+    if os.environ.get(GGUF_ENV):
+        path = Path(os.environ[GGUF_ENV])
+        if not path.is_file():
+            raise DemoModelMissingError(f"{GGUF_ENV}={path}: no such file (expected {Path(GGUF_IN_PACKAGE).name})")
+        return path
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError as e:

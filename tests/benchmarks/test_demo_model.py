@@ -32,6 +32,15 @@ def demo_f32(gguf_path, tmp_path_factory):
     return build_demo_model(tmp_path_factory.mktemp("demo") / "smollm2-mimo", dtype="float32", head="trained")
 
 
+def test_gguf_env_names_a_missing_file_and_is_used_when_present(gguf_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMTP_DEMO_GGUF", str(tmp_path / "nope.gguf"))
+    with pytest.raises(DemoModelMissingError, match=r"FASTMTP_DEMO_GGUF=.*nope\.gguf: no such file"):
+        find_demo_gguf()
+    (tmp_path / "model.gguf").symlink_to(gguf_path)
+    monkeypatch.setenv("FASTMTP_DEMO_GGUF", str(tmp_path / "model.gguf"))
+    assert find_demo_gguf() == tmp_path / "model.gguf"
+
+
 def _served(model, spec, tmp_path, name) -> tuple[list[list[int]], dict]:
     """Greedy outputs of SERVED (48 tokens, stopping at EOS) and the spec-decode counters, from real vLLM."""
     job = {"model": str(model), "speculative_config": spec, "prompts": SERVED, "max_tokens": 48,
