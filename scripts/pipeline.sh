@@ -44,8 +44,9 @@ M="$R/smollm2-mimo"
 #    and a tenth and eleventh (self.jsonl, self2.jsonl: requests the model writes itself from its chat template's
 #    pre-query, training.self_prompts; the eleventh starts each with one of 24 instruction words) and a twelfth
 #    (self3.jsonl: 24 other opening words, questions and editing/analysis tasks) and a thirteenth (self4.jsonl: as
-#    the tenth, another seed). Sampled in bf16: a rerun matches the committed files up to a few prompts)
-for set in broad broad2 public public2 public3 public4 code3 public5 self self2 self3 self4; do
+#    the tenth, another seed) and a fourteenth (self5.jsonl: 24 more opening words, other seed; sampled in fp32 on a
+#    CPU without AVX-512). Sampled in bf16: a rerun matches the committed files up to a few prompts)
+for set in broad broad2 public public2 public3 public4 code3 public5 self self2 self3 self4 self5; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
 done
 if want prompts; then
@@ -103,11 +104,15 @@ if want prompts; then
     --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2}.jsonl.gz
   $PY -m training.self_prompts --model "$M" --n 3000 --seed 3 --out "$D/prompts/self4.jsonl" \
     --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3}.jsonl.gz
-  gzip -kf "$D/prompts/self.jsonl" "$D/prompts/self2.jsonl" "$D/prompts/self3.jsonl" "$D/prompts/self4.jsonl"
+  $PY -m training.self_prompts --model "$M" --n 3000 --seed 4 --out "$D/prompts/self5.jsonl" \
+    --openers "Could you|Walk me through|Give an example of|Review|Improve|Fix|Simplify|Expand|Shorten|Sort|Choose|Argue|Critique|Teach me|Quiz me|Sketch|Name|Match|Describe how|Write a function|Make|Check|Count|Illustrate" \
+    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3,self4}.jsonl.gz
+  gzip -kf "$D/prompts/self.jsonl" "$D/prompts/self2.jsonl" "$D/prompts/self3.jsonl" "$D/prompts/self4.jsonl" \
+    "$D/prompts/self5.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
 #    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2, public,
-#    public2, public3, public4, code3, public5, self, self2, self3, self4 alike);
+#    public2, public3, public4, code3, public5, self, self2, self3, self4, self5 alike);
 #    the command gunzips the committed corpus first to continue from it.
 SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
