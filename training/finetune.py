@@ -640,7 +640,12 @@ def stop_after(minutes: float):
             self.start = time.monotonic()
 
         def on_step_end(self, args, state, control, **kw):
-            if time.monotonic() - self.start >= minutes * 60 and state.global_step < state.max_steps:
+            over = time.monotonic() - self.start >= minutes * 60
+            if torch.distributed.is_available() and torch.distributed.is_initialized():  # every rank stops together
+                flag = torch.tensor([int(over)], device=args.device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                over = bool(flag.item())
+            if over and state.global_step < state.max_steps:
                 control.should_training_stop = control.should_save = True
                 self.stopped_at_step = state.global_step
 

@@ -313,6 +313,21 @@ def test_torchrun_two_process_gloo(tiny_random_mimo, chat_file, tmp_path):
     assert all(before[k] == after[k] for k in before if not k.startswith(CHECKPOINT_PREFIX))
 
 
+def test_time_budget_under_torchrun_stops_every_rank_at_one_step(tiny_random_mimo, chat_file, tmp_path):
+    """The ranks agree on the stop (an all-reduce of each rank's clock check): both end after step 1, no hang."""
+    out = tmp_path / "ddp-time"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534",
+           "-m", "training.finetune",
+           *args_for(tiny_random_mimo, chat_file, out, "--max_steps", "4", "--ddp_backend", "gloo",
+                     "--max_train_minutes", "1e-9", "--export", "head")]
+    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
+    res = json.loads((out / "finetune_result.json").read_text())
+    assert (res["steps"], res["planned_steps"], res["stopped_by_time"], res["world_size"]) == (1, 4, True, 2)
+    assert sorted(q.name for q in out.glob("checkpoint-*")) == ["checkpoint-1"]
+
+
 def test_export_dtype_bfloat16_rounds_head_file_and_served_dir_alike(tiny_random_mimo, chat_file, tmp_path):
     """--export_dtype bfloat16: a bf16 head file; the servable dir keeps its fp32 shards but holds the same rounding."""
     res = run(*parse_args(args_for(tiny_random_mimo, chat_file, tmp_path, "--max_steps", "1", "--export", "both",
