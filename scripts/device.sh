@@ -118,12 +118,8 @@ train() {
   stamp "demo model"
   chunks=${CHUNKS:-$(cd "$r" && ls train-*chunk*.jsonl | grep -v '^train-public4-' | sed 's/^train-//; s/\.jsonl$//' | sort -V)}
   evals=${EVALS:-first105 public5 self3}
-  for c in $chunks; do
-    $py -m training.cache_states --model_path "$m" --data "$r/train-$c.jsonl" --out "$r/cache/train-$c" \
-      --max_seq_len 1024 --batch_tokens "${BATCH_TOKENS:-65536}" --no_progress 2>>"$log"
-  done
-  for s in $evals; do
-    $py -m training.cache_states --model_path "$m" --data "$r/eval-$s.jsonl" --out "$r/cache/eval-$s" \
+  for f in $(printf "train-%s " $chunks) $(printf "eval-%s " $evals); do  # resumable: a rerun skips finished shards
+    $py -m training.cache_states --model_path "$m" --data "$r/$f.jsonl" --out "$r/cache/$f" \
       --max_seq_len 1024 --batch_tokens "${BATCH_TOKENS:-65536}" --no_progress 2>>"$log"
   done
   stamp "caches: $(echo $chunks | wc -w) train chunks, $(echo $evals | wc -w) eval sets, $(du -sh "$r/cache" | cut -f1)"
