@@ -45,8 +45,11 @@ M="$R/smollm2-mimo"
 #    pre-query, training.self_prompts; the eleventh starts each with one of 24 instruction words) and a twelfth
 #    (self3.jsonl: 24 other opening words, questions and editing/analysis tasks) and a thirteenth (self4.jsonl: as
 #    the tenth, another seed) and a fourteenth (self5.jsonl: 24 more opening words, other seed; sampled in fp32 on a
-#    CPU without AVX-512). Sampled in bf16: a rerun matches the committed files up to a few prompts)
-for set in broad broad2 public public2 public3 public4 code3 public5 self self2 self3 self4 self5; do
+#    CPU without AVX-512) and a fifteenth (self6.jsonl: 24 more, questions about the asker's own situation and
+#    tasks given a premise; fp32 too) and a sixteenth (self7.jsonl: 24 code-request openers, "Write a Python
+#    function", "Fix this Python code", ...: the model rarely asks itself for code). Sampled in bf16: a rerun matches
+#    the committed files up to a few prompts)
+for set in broad broad2 public public2 public3 public4 code3 public5 self self2 self3 self4 self5 self6 self7; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
 done
 if want prompts; then
@@ -107,12 +110,19 @@ if want prompts; then
   $PY -m training.self_prompts --model "$M" --n 3000 --seed 4 --out "$D/prompts/self5.jsonl" \
     --openers "Could you|Walk me through|Give an example of|Review|Improve|Fix|Simplify|Expand|Shorten|Sort|Choose|Argue|Critique|Teach me|Quiz me|Sketch|Name|Match|Describe how|Write a function|Make|Check|Count|Illustrate" \
     --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3,self4}.jsonl.gz
+  $PY -m training.self_prompts --model "$M" --n 3000 --seed 5 --out "$D/prompts/self6.jsonl" \
+    --openers "Which|When|Where|Who|Should I|Do you|Are there|I want to|I'm trying to|My|Given|Consider|Suppose|Using|Based on|Act as|Complete|Continue|Respond to|Turn|Show me|Let's|Is there a way to|Select" \
+    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3,self4,self5}.jsonl.gz
+  $PY -m training.self_prompts --model "$M" --n 600 --seed 6 --out "$D/prompts/self7.jsonl" \
+    --openers "Write a Python function|Implement a function|Write a function in Python that|Create a Python class|Write a program that|Write a Python script|Complete this Python function|Write code to|Write a JavaScript function|Write a SQL query|Write a C++ function|Write a Java method|Fix this Python code|Refactor this code|Explain what this code does|Write unit tests for|Optimize this function|Write a recursive function|Write a regular expression|Implement an algorithm|Write a Bash script|Write a class|Implement a Python|Given a list of" \
+    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3,self4,self5,self6}.jsonl.gz
   gzip -kf "$D/prompts/self.jsonl" "$D/prompts/self2.jsonl" "$D/prompts/self3.jsonl" "$D/prompts/self4.jsonl" \
-    "$D/prompts/self5.jsonl"
+    "$D/prompts/self5.jsonl" "$D/prompts/self6.jsonl" "$D/prompts/self7.jsonl"
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
 #    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2, public,
-#    public2, public3, public4, code3, public5, self, self2, self3, self4, self5 alike);
+#    public2, public3, public4, code3, public5, self, self2, self3, self4, self5, self6, self7
+#    alike);
 #    the command gunzips the committed corpus first to continue from it.
 SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
