@@ -113,7 +113,7 @@ if want prompts; then
   $PY -m training.self_prompts --model "$M" --n 3000 --seed 5 --out "$D/prompts/self6.jsonl" \
     --openers "Which|When|Where|Who|Should I|Do you|Are there|I want to|I'm trying to|My|Given|Consider|Suppose|Using|Based on|Act as|Complete|Continue|Respond to|Turn|Show me|Let's|Is there a way to|Select" \
     --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3,self4,self5}.jsonl.gz
-  $PY -m training.self_prompts --model "$M" --n 600 --seed 6 --out "$D/prompts/self7.jsonl" \
+  $PY -m training.self_prompts --model "$M" --n 600 --batch 350 --seed 6 --out "$D/prompts/self7.jsonl" \
     --openers "Write a Python function|Implement a function|Write a function in Python that|Create a Python class|Write a program that|Write a Python script|Complete this Python function|Write code to|Write a JavaScript function|Write a SQL query|Write a C++ function|Write a Java method|Fix this Python code|Refactor this code|Explain what this code does|Write unit tests for|Optimize this function|Write a recursive function|Write a regular expression|Implement an algorithm|Write a Bash script|Write a class|Implement a Python|Given a list of" \
     --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3,self4,self5,self6}.jsonl.gz
   gzip -kf "$D/prompts/self.jsonl" "$D/prompts/self2.jsonl" "$D/prompts/self3.jsonl" "$D/prompts/self4.jsonl" \
