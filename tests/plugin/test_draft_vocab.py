@@ -253,17 +253,28 @@ def test_vllm_kernel_head_drafts_what_the_plain_head_drafts(rows, dtype):
     assert one[[0, 2, 3]].tolist() == got[[0, 2, 3]].tolist()
 
 
-def test_fp32_auto_kernel_is_one_of_the_two_and_computes_the_same_logits():
+def test_fp32_auto_kernel_is_one_of_the_two_and_computes_the_same_logits(monkeypatch):
     """For fp32 rows "auto" times torch's matmul against vLLM's kernel on the rows themselves and keeps one of them;
-    whichever it keeps scores like the plain matmul, and the head reports which (the start-up log, stats)."""
+    whichever it keeps scores like the plain matmul, and the head reports which (the start-up log, stats). A second
+    map of the same shape takes the same kernel without timing again; another shape is timed."""
+    from vllm_fastmtp.integration import linear
     from vllm_fastmtp.integration.linear import draft_linear
 
+    timed = []
+    real_time_kernels = linear._time_kernels
+    monkeypatch.setattr(linear, "_PICKED", {})
+    monkeypatch.setattr(linear, "_time_kernels", lambda c, k, d: timed.append(k) or real_time_kernels(c, k, d))
     g = torch.Generator().manual_seed(3)
     W = torch.randn(600, 64, generator=g)
     f = draft_linear(W)
-    assert f.kernel in ("torch", "vllm")
+    assert f.kernel in ("torch", "vllm") and len(timed) == 1
     x = torch.randn(4, 64, generator=g)
     torch.testing.assert_close(f(x), x @ W.T, rtol=1e-4, atol=1e-4)
+    W2 = torch.randn(600, 64, generator=g)  # another map of the same size (zh-8k beside en-8k)
+    f2 = draft_linear(W2)
+    assert f2.kernel == f.kernel and len(timed) == 1
+    torch.testing.assert_close(f2(x), x @ W2.T, rtol=1e-4, atol=1e-4)  # its own rows, not the first map's
+    assert draft_linear(W[:300]).kernel in ("torch", "vllm") and len(timed) == 2
     assert draft_linear(W, kernel="torch").kernel == "torch" and draft_linear(W, kernel="vllm").kernel == "vllm"
     assert draft_linear(W.bfloat16()).kernel == "vllm"  # bf16/fp16 rows always take vLLM's kernel
     with pytest.raises(ValueError, match=r"kernel must be one of"):

@@ -35,6 +35,9 @@ class _Rows(torch.nn.Module):
 
 # batch sizes "auto" times an fp32 pick at: a lone request, and a loaded engine's decode batch
 CALIBRATION_BATCHES = (1, 8)
+# "auto"'s choice per (rows, columns, dtype), once a process: a GEMM's speed depends on its shape, not its values,
+# so two maps of one size (en-8k, zh-8k) take the same kernel and the second costs no timing
+_PICKED: dict[tuple[int, int, torch.dtype], str] = {}
 
 
 def draft_linear(weight: torch.Tensor, kernel: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
@@ -42,7 +45,8 @@ def draft_linear(weight: torch.Tensor, kernel: str = "auto") -> Callable[[torch.
     attribute names the kernel it runs ("vllm" or "torch").
 
     ``kernel``: "auto" (vLLM's CPU kernel for bf16/fp16; for fp32 whichever of the two `pick_faster` measures
-    faster on this CPU), "vllm" (vLLM's CPU kernel whatever the dtype), or "torch" (``F.linear``).
+    faster on this CPU, timed once per shape), "vllm" (vLLM's CPU kernel whatever the dtype), or "torch"
+    (``F.linear``).
 
     On CPU the returned closure holds only the copy its kernel reads (vLLM's packed copy, or the [N, K] tensor),
     so a map costs its rows once in memory.
@@ -56,8 +60,10 @@ def draft_linear(weight: torch.Tensor, kernel: str = "auto") -> Callable[[torch.
     packed = _vllm_cpu_linear(weight)
     if kernel == "auto" and weight.dtype == torch.float32:
         candidates = {"torch": plain_linear(weight), "vllm": packed}
-        name = pick_faster(_time_kernels(candidates, weight.shape[1], weight.dtype))
-        return _named(candidates[name], name)
+        key = (weight.shape[0], weight.shape[1], weight.dtype)
+        if key not in _PICKED:
+            _PICKED[key] = pick_faster(_time_kernels(candidates, weight.shape[1], weight.dtype))
+        return _named(candidates[_PICKED[key]], _PICKED[key])
     return _named(packed, "vllm")
 
 
