@@ -55,16 +55,18 @@ def draft_linear(weight: torch.Tensor, kernel: str = "auto") -> Callable[[torch.
 
     if kernel not in PICK_KERNELS:
         raise ValueError(f"kernel must be one of {PICK_KERNELS}, got {kernel!r}")
-    if kernel == "torch" or not current_platform.is_cpu():
-        return _named(plain_linear(weight), "torch")
-    packed = _vllm_cpu_linear(weight)
-    if kernel == "auto" and weight.dtype == torch.float32:
-        candidates = {"torch": plain_linear(weight), "vllm": packed}
+    if not current_platform.is_cpu():
+        kernel = "torch"
+    elif kernel == "auto" and weight.dtype == torch.float32:
         key = (weight.shape[0], weight.shape[1], weight.dtype)
         if key not in _PICKED:
+            candidates = {"torch": plain_linear(weight), "vllm": _vllm_cpu_linear(weight)}
             _PICKED[key] = pick_faster(_time_kernels(candidates, weight.shape[1], weight.dtype))
-        return _named(candidates[_PICKED[key]], _PICKED[key])
-    return _named(packed, "vllm")
+            return _named(candidates[_PICKED[key]], _PICKED[key])
+        kernel = _PICKED[key]  # timed for an earlier map of this shape: only the kept kernel is prepared
+    if kernel == "torch":
+        return _named(plain_linear(weight), "torch")
+    return _named(_vllm_cpu_linear(weight), "vllm")
 
 
 def _named(fn: Callable[[torch.Tensor], torch.Tensor], kernel: str) -> Callable[[torch.Tensor], torch.Tensor]:
